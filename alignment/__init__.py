@@ -1,0 +1,18 @@
+"""Fine-tuning diffusion models against rewards: DDPO and reward-gradient (DRaFT-K / AlignProp)."""
+
+from __future__ import annotations
+
+from artquant_core._lazy import lazy_exports
+
+_EXPORTS = {
+    "DDPOConfig": "ddpo_config",
+    "DDPOTrainer": "ddpo_trainer",
+    "RewardGradConfig": "reward_grad_config",
+    "RewardGradTrainer": "reward_grad_trainer",
+    "ddim_step_with_logprob": "ddim",
+    "build_tiny_sd": "tiny_sd",
+    "PerPromptStatTracker": "stat_tracking",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,17 @@
+"""Rewards for diffusion fine-tuning and reranking: one protocol, many rewards."""
+
+from __future__ import annotations
+
+from artquant_core._lazy import lazy_exports
+
+_EXPORTS = {
+    "Reward": "base",
+    "ArtQuantReward": "artquant_reward",
+    "CompositeReward": "composite",
+    "load_reward": "spec",
+    "best_of_n": "rerank",
+    "RerankResult": "rerank",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

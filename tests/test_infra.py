@@ -1,0 +1,104 @@
+"""Shared machinery: config parser, run tracker, atomic checkpoints, RNG state, CLI dispatcher."""
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from artquant_core.checkpoint import (atomic_directory, latest_checkpoint, load_rng_state,
+                                      prune_checkpoints, save_rng_state)
+from artquant_core.config import parse_config
+from artquant_core.tracking import RunTracker, read_metrics
+
+
+@dataclasses.dataclass
+class _Cfg:
+    name: str = "x"
+    lr: float = 1e-3
+    steps: int = 10
+    prompts: list[str] = dataclasses.field(default_factory=lambda: ["a"])
+    flag: bool = False
+
+
+def test_yaml_then_cli_then_overrides(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("lr: 0.5\nsteps: 3\nprompts: [p, q]\n")
+    cfg = parse_config(_Cfg, ["--config", str(y), "--steps", "7", "--flag", "true"])
+    assert (cfg.lr, cfg.steps, cfg.prompts, cfg.flag) == (0.5, 7, ["p", "q"], True)
+    cfg = parse_config(_Cfg, ["--steps", "7"], config_path=y, name="z")
+    assert (cfg.name, cfg.steps) == ("z", 7)
+
+
+def test_unknown_keys_name_close_matches(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("stepz: 3\n")
+    with pytest.raises(ValueError, match=r"stepz.*c\.yaml.*steps"):
+        parse_config(_Cfg, ["--config", str(y)])
+    with pytest.raises(ValueError, match=r"'lrr'.*command line.*lr"):
+        parse_config(_Cfg, ["--lrr", "1"])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        parse_config(_Cfg, ["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_tracker_writes_jsonl_and_truncates_on_resume(tmp_path):
+    t = RunTracker(tmp_path, config={"a": 1})
+    for s in range(5):
+        t.log({"reward_mean": float(s), "reward_std": 0.1, "t": torch.tensor(2.0)}, step=s)
+    png = t.plot("reward_curve.png", "step", ["reward_mean"], std_suffix="_std")
+    assert png.is_file() and png.stat().st_size > 1000
+    rows = read_metrics(tmp_path)
+    assert rows[0] == {"config": {"a": 1}} and rows[-1]["reward_mean"] == 4.0 and rows[-1]["t"] == 2.0
+    t2 = RunTracker(tmp_path, resume_step=2)
+    t2.log({"reward_mean": 9.0}, step=3)
+    assert [r["step"] for r in t2.rows()] == [0, 1, 2, 3]
+
+
+def test_tracker_wandb_offline_never_blocks(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    t = RunTracker(tmp_path, log_with="wandb", config={"a": 1})
+    t.log({"x": 1.0}, step=0)
+    t.close()
+    assert read_metrics(tmp_path)[-1]["x"] == 1.0
+
+
+def test_atomic_directory_and_latest(tmp_path):
+    with atomic_directory(tmp_path / "checkpoint-1") as d:
+        (d / "w.txt").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "checkpoint-2") as d:
+            (d / "w.txt").write_text("partial")
+            raise RuntimeError("killed")
+    (tmp_path / ".tmp-checkpoint-3-999").mkdir()  # what a SIGKILL mid-write leaves
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"
+    with atomic_directory(tmp_path / "checkpoint-1") as d:
+        (d / "w.txt").write_text("again")
+    assert (tmp_path / "checkpoint-1" / "w.txt").read_text() == "again"
+    with atomic_directory(tmp_path / "checkpoint-10") as d:
+        pass
+    assert latest_checkpoint(tmp_path).name == "checkpoint-10"
+    prune_checkpoints(tmp_path, keep=1)
+    assert not (tmp_path / "checkpoint-1").exists()
+
+
+def test_rng_state_round_trip(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_rng_state(tmp_path / "rng")
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    load_rng_state(tmp_path / "rng")
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_cli_unknown_command_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "scripts.cli", "trian-scorer"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "train-scorer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = subprocess.run([sys.executable, "-m", "scripts.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "ddpo" in out.stdout
