@@ -124,7 +124,9 @@ def _sigmas(n: int, scale: LevelScale, spread: float | None, std: Any) -> np.nda
             raise ValueError(f"spread must be a positive finite number, got {spread!r}")
         return np.full(n, sigma)
     sigmas, _ = _as_float64(std, "std")
-    sigmas = np.broadcast_to(sigmas.reshape(-1) if sigmas.ndim else sigmas, (n,)).astype(np.float64)
+    if sigmas.ndim > 1 or (sigmas.ndim == 1 and sigmas.shape[0] != n):
+        raise ValueError(f"std must be a scalar or have one value per score ({n}), got shape {sigmas.shape}")
+    sigmas = np.broadcast_to(sigmas, (n,)).astype(np.float64)
     bad = ~(np.isfinite(sigmas) & (sigmas > 0))
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
