@@ -122,3 +122,49 @@ def test_eval_command_errors(tmp_path, capsys):
     assert "prediction 0 (id 'r0'): score 'high' is not a finite number" in capsys.readouterr().err
     assert cli(["eval", "--gt", str(records)]) == 1
     assert "exactly one of --pred FILE or --model PATH" in capsys.readouterr().err
+
+
+def test_eval_command_model_hook_scores_images_in_batches(tmp_path, capsys, monkeypatch):
+    """The --model path: loads the scorer lazily and scores the records' images in batches.
+
+    A stand-in scorer module (mean brightness as the score) keeps this test independent of the
+    real model; the real scorer is exercised by the scorer's own tests.
+    """
+    import sys
+    import types
+
+    from artquant_core.levels import APDD_SCALE
+
+    records, gt = _records(tmp_path)
+    (tmp_path / "img").mkdir()
+    for i, value in enumerate(gt.values()):
+        Image.new("RGB", (8, 8), (int(value * 20),) * 3).save(tmp_path / "img" / f"{i}.png")
+    calls = []
+
+    class FakeScorer:
+        @classmethod
+        def from_pretrained(cls, path):
+            calls.append(("load", path))
+            return cls()
+
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+        def score(self, images, aspect=None):
+            calls.append(("score", len(images), aspect))
+            batch = torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32)).mean() for im in images])
+            return types.SimpleNamespace(score=1 + 9 * batch / 255, level_probs=None, std=None)
+
+    monkeypatch.setitem(sys.modules, "artquant_core.scorer", types.SimpleNamespace(ArtQuantScorer=FakeScorer))
+    out = tmp_path / "model_out"
+    assert cli(["eval", "--model", "m/", "--data", str(records), "--out", str(out), "--batch-size", "5",
+                "--aspect", "colour"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert calls[0] == ("load", "m/") and [c[1] for c in calls[1:]] == [5, 5, 2]
+    assert calls[1][2] == "colour"
+    assert metrics["n"] == 12 and metrics["srcc"] == pytest.approx(1.0)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == list(gt) and APDD_SCALE.min <= rows[0]["score"] <= APDD_SCALE.max
