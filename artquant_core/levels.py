@@ -198,7 +198,8 @@ def score_to_level_probs(scores: Any, scale: LevelScale = APDD_SCALE, spread: fl
     value inside ``[scale.min, scale.max]`` (ends included: they give one-hot labels).
     ``spread``: fixed sigma in score units (default :func:`default_spread`). ``std``: per-row
     sigma (``(N,)`` or scalar), overriding ``spread``. Returns the same kind as ``scores``
-    (numpy stays numpy with its float dtype; torch keeps dtype and device, computed in float64).
+    (numpy stays numpy with its float dtype; torch keeps dtype and device, computed in float64
+    numpy on the CPU: labels are data, so the result carries no gradient).
     Raises ``ValueError`` naming the first score that is NaN or out of range.
     """
     values, kind = _as_float64(scores, "scores")
