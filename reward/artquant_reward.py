@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from reward.base import BaseReward
+from reward.base import BaseReward, output_dtype
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
            "float16": torch.float16, "fp32": None, "float32": None, "no": None, None: None}
@@ -30,6 +30,17 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     if dtype not in _DTYPES:
         raise ValueError(f"unknown autocast dtype {dtype!r}; use one of bf16, fp16, fp32 or a torch.dtype")
     return _DTYPES[dtype]
+
+
+def _is_8bit(images: Any) -> bool:
+    if isinstance(images, torch.Tensor):
+        return images.dtype == torch.uint8
+    if isinstance(images, (list, tuple)) and images:
+        from PIL import Image
+
+        return all(isinstance(i, Image.Image) or (isinstance(i, torch.Tensor) and i.dtype == torch.uint8)
+                   for i in images)
+    return False
 
 
 class ArtQuantReward(BaseReward):
@@ -81,6 +92,7 @@ class ArtQuantReward(BaseReward):
         self.low, self.high = min(anchors), max(anchors)
         if not self.high > self.low:
             raise ValueError(f"scorer scale anchors {anchors} do not span a range")
+        self._from_uint8 = False
         self._score_fn = self.scorer.score
         self._compiled_fn = torch.compile(self.scorer.score) if compile else None
 
@@ -100,6 +112,16 @@ class ArtQuantReward(BaseReward):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
+    def __call__(self, images: Any, prompts: Any = None) -> torch.Tensor:
+        # 8-bit inputs (uint8 tensors, PIL images) are handed to the scorer as uint8 again, so
+        # that its preprocessing emulates PIL's rounding and the reward equals `artquant score`.
+        previous = self._from_uint8
+        self._from_uint8 = _is_8bit(images)
+        try:
+            return super().__call__(images, prompts)
+        finally:
+            self._from_uint8 = previous
+
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         device = self.device
         if images.requires_grad and torch.is_grad_enabled():
@@ -111,11 +133,10 @@ class ArtQuantReward(BaseReward):
         with torch.inference_mode(), self._autocast(device):
             for start in range(0, images.shape[0], self.max_batch):
                 chunk = images[start:start + self.max_batch].to(device, non_blocking=True)
-                chunks.append(score_fn(chunk, aspect=self.aspect).score.float())
-        scores = torch.cat(chunks)
-        if images.dtype == torch.float64:
-            scores = scores.double()
-        return self._map(scores)
+                if self._from_uint8:
+                    chunk = (chunk * 255.0).round_().to(torch.uint8)
+                chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(images)))
+        return self._map(torch.cat(chunks))
 
     def __repr__(self) -> str:
         return (f"ArtQuantReward(scorer={type(self.scorer).__name__}, aspect={self.aspect!r}, "
