@@ -229,7 +229,7 @@ def prepare_images(images) -> tuple[list[torch.Tensor], bool]:
         bad = ~torch.isfinite(img)
         if bad.any():
             raise ValueError(f"image {i} contains NaN or infinite values")
-        lo, hi = float(img.min()), float(img.max())
+        lo, hi = float(img.detach().min()), float(img.detach().max())
         if lo < -1e-6 or hi > 1.0 + 1e-6:
             raise ValueError(f"image {i} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1] "
                              "(float images must be in [0, 1]; uint8 in [0, 255])")
