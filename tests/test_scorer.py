@@ -134,3 +134,10 @@ def test_linear_patch_embed_matches_the_conv():
     a.score.sum().backward()
     b.score.sum().backward()
     assert torch.allclose(x.grad, y.grad, rtol=1e-3, atol=1e-7)
+
+
+def test_record_style_image_placeholder_in_questions_is_dropped(scorer):
+    x = torch.rand(1, 3, 64, 64)
+    a = scorer.encode(x, ["<image>\nHow would you rate the quality of this painting?"])
+    b = scorer.encode(x, ["How would you rate the quality of this painting?"])
+    assert torch.equal(a["input_ids"], b["input_ids"])

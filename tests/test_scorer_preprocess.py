@@ -59,11 +59,12 @@ def test_smart_resize_matches_hf():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (torch.full((1, 3, 8, 8), float("nan")), "image 0 contains NaN"),
-    (torch.full((2, 3, 8, 8), 0.5).index_fill(0, torch.tensor([1]), 1.5), r"image 1 has values in \[1.5, 1.5\], outside \[0, 1\]"),
+    (torch.full((1, 3, 8, 8), float("nan")), r"images\[0\].*NaN"),
+    (torch.full((2, 3, 8, 8), 0.5).index_fill(0, torch.tensor([1]), 1.5), r"images\[1\].*outside \[0, 1\]"),
     (torch.rand(1, 4, 8, 8), r"shape \(B, 3, H, W\)"),
     ([], "empty"),
-    (["not an image"], "image 0 is a str"),
+    (["not an image"], r"images\[0\] is a str"),
+    ([torch.full((3, 8, 8), -0.5)], r"images\[0\].*outside \[0, 1\]"),
 ])
 def test_bad_images_raise_naming_the_image(bad, match):
     with pytest.raises(ValueError, match=match):
