@@ -67,13 +67,14 @@ def synth_item(seed: int, index: int, size: int | None) -> dict:
     lat = attrs.sample_latent(rng)
     clean = attrs.noiseless_scores(lat)
     noisy = attrs.noisy_scores(clean, rng)
-    pal = palette(lat, np.random.default_rng([seed, index, 1]))
+    pixel_rng = np.random.default_rng([seed, index, 1])
+    pal = palette(lat, pixel_rng)
     text = describe(lat, clean, pal, rng)
     item = {"latent": lat, "clean": clean, "scores": noisy, "description": text,
             "score_q": int(rng.integers(len(prompts.SCORE_QUESTIONS))),
             "desc_q": int(rng.integers(len(prompts.DESCRIPTION_QUESTIONS)))}
     if size is not None:
-        item["pixels"] = render(lat, size, np.random.default_rng([seed, index, 1]))
+        item["pixels"] = render(lat, size, pixel_rng, pal)
     return item
 
 
