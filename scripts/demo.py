@@ -1,0 +1,307 @@
+"""``artquant demo --out DIR [--quick]``: the toolkit's whole story on the embedded defaults.
+
+Steps, top to bottom: fresh SynthArt data → the tiny scorer before fine-tuning,
+scored on the test split → fine-tune it (joint description + score) → evaluate
+against the pixel-statistics baseline and the noise ceiling, with attribute
+scores and generated descriptions → build the tiny diffusion model → DDPO
+against the fine-tuned scorer as reward (an extra reward watched on held-out
+prompts for reward hacking) → best-of-N reranking before and after DDPO, same
+seeds. Writes ``DIR/report.html`` (self-contained), ``DIR/summary.json`` and
+``DIR/scorer/`` (loadable by ``ArtQuantScorer.from_pretrained``).
+
+Each step's results go into ``DIR/demo_state.json`` as it finishes; a re-run
+with the same settings skips finished steps (see :mod:`scripts.demo_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from scripts.demo_config import DemoConfig, open_run, parse_demo_args, save_state
+
+TEST_BATCH = 16
+
+
+def _score_records(path: Path) -> list[dict[str, Any]]:
+    return [r for r in json.loads(path.read_text()) if r.get("gt_score") is not None]
+
+
+def _predict(scorer, images: list, aspect: str | None = None, desc: str = "scoring") -> list[float]:
+    import torch
+    from tqdm.auto import tqdm
+
+    scores: list[float] = []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(images), TEST_BATCH), desc=desc, unit="batch", leave=False):
+            scores += [float(s) for s in scorer.score(images[i:i + TEST_BATCH], aspect=aspect).score.cpu()]
+    return scores
+
+
+def _test_set(out: Path) -> tuple[list, list[float], list[dict[str, Any]]]:
+    from artquant_core.images import load_image
+
+    records = _score_records(out / "data" / "test.json")
+    images = [load_image(out / "data" / r["image"]) for r in records]
+    return images, [float(r["gt_score"]) for r in records], records
+
+
+# --------------------------------------------------------------------- steps
+def step_data(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.synthart import make_synthart
+
+    with tqdm(total=cfg.n_images, desc="synthart", unit="img") as bar:
+        records = make_synthart(out / "data", n=cfg.n_images, seed=cfg.seed, size=cfg.image_size,
+                                progress=bar.update)
+    meta = json.loads((out / "data" / "synthart_meta.json").read_text())
+    baseline = pixel_baseline_srcc(records)
+    return {"splits": meta["splits"], "ceiling_srcc": meta["ceiling_srcc"], "baseline_test_srcc": baseline["srcc"],
+            "summary": f"{cfg.n_images} paintings {meta['splits']}; noise ceiling SRCC {meta['ceiling_srcc']:.3f}, "
+                       f"pixel-statistics baseline test SRCC {baseline['srcc']:.3f}"}
+
+
+def _start_scorer(cfg: DemoConfig):
+    """The scorer fine-tuning starts from, and where it came from (the shipped weights, or a fallback)."""
+    from artquant_core.tiny import build_tiny_scorer
+
+    if cfg.scorer_model != "tiny":
+        if cfg.scorer_model == "tiny-random":
+            return build_tiny_scorer(seed=cfg.seed, pretrained=False), "tiny-random", "random-init tiny scorer"
+        from artquant_core.scorer import ArtQuantScorer
+
+        return ArtQuantScorer.from_pretrained(cfg.scorer_model), cfg.scorer_model, cfg.scorer_model
+    try:
+        return build_tiny_scorer(seed=cfg.seed, pretrained=True), "tiny", "shipped pretrained tiny scorer"
+    except FileNotFoundError:
+        # an install without the shipped weights: the story still runs, from random init, and says so
+        return (build_tiny_scorer(seed=cfg.seed, pretrained=False), "tiny-random",
+                "random-init tiny scorer (FALLBACK: the shipped pretrained weights are not in this install)")
+
+
+def step_pretrained_eval(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from artquant_core.metrics import evaluate_scores
+    from artquant_core.scatter import plot_score_scatter
+
+    scorer, model_name, source = _start_scorer(cfg)
+    images, gts, _ = _test_set(out)
+    preds = _predict(scorer, images, desc="test (before)")
+    metrics = evaluate_scores(preds, gts)
+    plot_score_scatter(preds, gts, out / "eval" / "scatter_before.png", title="test split, before fine-tuning",
+                       metrics=metrics)
+    return {"train_from": model_name, "scorer_source": source, "pretrained_test_srcc": metrics["srcc"],
+            "pretrained_test_plcc": metrics["plcc"],
+            "summary": f"{source}: test SRCC {metrics['srcc']:.3f} before fine-tuning"}
+
+
+def step_finetune(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    import shutil
+
+    from artquant_core.training import ScorerTrainingConfig, train_scorer
+
+    shutil.rmtree(out / "scorer", ignore_errors=True)  # an interrupted fine-tune restarts cleanly
+    train_cfg = ScorerTrainingConfig(
+        output_dir=str(out / "scorer"), model_name_or_path=done["pretrained_eval"]["train_from"],
+        train_data=str(out / "data" / "train.json"), tasks=cfg.scorer_tasks, seed=cfg.seed,
+        max_steps=cfg.scorer_steps, per_device_train_batch_size=cfg.scorer_batch_size,
+        learning_rate=cfg.scorer_learning_rate, warmup_ratio=0.1, logging_steps=max(1, cfg.scorer_steps // 20),
+        save_strategy="no", eval_strategy="no", report_to="none")
+    metrics = train_scorer(train_cfg)
+    return {"train_loss": metrics["train_loss"], "steps": metrics["global_step"],
+            "n_train_examples": metrics["n_train_examples"],
+            "summary": f"{metrics['global_step']} steps on {metrics['n_train_examples']} examples "
+                       f"({cfg.scorer_tasks}); mean loss {metrics['train_loss']:.3f}"}
+
+
+def step_evaluate(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from artquant_core import prompts
+    from artquant_core.metrics import evaluate_scores
+    from artquant_core.plots import image_grid
+    from artquant_core.scatter import plot_score_scatter
+    from artquant_core.scorer import ArtQuantScorer
+
+    scorer = ArtQuantScorer.from_pretrained(out / "scorer").eval()
+    images, gts, records = _test_set(out)
+    preds = _predict(scorer, images, desc="test (after)")
+    metrics = evaluate_scores(preds, gts)
+    plot_score_scatter(preds, gts, out / "eval" / "scatter.png", title="test split, fine-tuned scorer",
+                       metrics=metrics)
+    k = min(cfg.describe_images, len(images))
+    shown = images[:k]
+    aspects = {"overall": _predict(scorer, shown, desc="attributes")}
+    for aspect in prompts.ATTRIBUTES:
+        aspects[aspect] = _predict(scorer, shown, aspect=aspect, desc=aspect)
+    descriptions = scorer.describe(shown, max_new_tokens=cfg.describe_max_new_tokens)
+    image_grid(shown, out / "eval" / "described.png", captions=[f"#{i} gt {gts[i]:.2f}" for i in range(k)],
+               ncols=k, cell=128)
+    examples = [{"id": records[i]["id"], "gt": records[i].get("attributes", {"overall": gts[i]}),
+                 "pred": {a: v[i] for a, v in aspects.items()}, "description": descriptions[i]} for i in range(k)]
+    before = done["pretrained_eval"]["pretrained_test_srcc"]
+    return {"scorer_test_srcc": metrics["srcc"], "scorer_test_plcc": metrics["plcc"], "scorer_test_mae": metrics["mae"],
+            "n_test": metrics["n"], "examples": examples,
+            "summary": f"test SRCC {metrics['srcc']:.3f} (before fine-tuning {before:.3f}; pixel baseline "
+                       f"{done['data']['baseline_test_srcc']:.3f}; ceiling {done['data']['ceiling_srcc']:.3f})"}
+
+
+def step_tiny_sd(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from alignment import build_tiny_sd
+
+    path = build_tiny_sd(out / "tiny_sd", seed=cfg.seed)
+    size = sum(f.stat().st_size for f in Path(path).rglob("*.safetensors")) / 2 ** 20
+    return {"path": str(path), "summary": f"tiny Stable Diffusion pipeline ({size:.1f} MiB of weights) at {path}"}
+
+
+def _held_out_prompts(cfg: DemoConfig) -> list[str]:
+    """Prompts DDPO never trains on: its evaluation and the reranking use the same ones."""
+    from alignment.ddpo_config import DEFAULT_EVAL_PROMPTS
+
+    return [DEFAULT_EVAL_PROMPTS[i % len(DEFAULT_EVAL_PROMPTS)] for i in range(cfg.held_out_prompts)]
+
+
+def _ddpo_config(cfg: DemoConfig, out: Path):
+    from alignment import DDPOConfig
+
+    return DDPOConfig(
+        pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / "ddpo"),
+        seed=cfg.seed, resolution=cfg.image_size, num_epochs=cfg.ddpo_epochs, sample_num_steps=cfg.ddpo_sample_steps,
+        sample_batch_size=cfg.ddpo_sample_batch_size, sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
+        train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
+        eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.ddpo_eval_every,
+        eval_num_per_prompt=2,
+        checkpoint_every=cfg.ddpo_eval_every, resume_from="latest")
+
+
+def step_ddpo(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from alignment import DDPOTrainer
+    from alignment.reward_worker import metric_name
+    from artquant_core.tracking import read_metrics
+
+    DDPOTrainer(_ddpo_config(cfg, out)).train()
+    rows = [r for r in read_metrics(out / "ddpo") if "step" in r]
+    train_rows = [r for r in rows if "reward_mean" in r]
+    eval_rows = [r for r in rows if "eval_artquant_mean" in r]
+    watch = f"eval_{metric_name(cfg.ddpo_eval_reward)}_mean"
+    result = {"ddpo_reward_first": train_rows[0]["reward_mean"], "ddpo_reward_last": train_rows[-1]["reward_mean"],
+              "ddpo_eval_reward_first": eval_rows[0]["eval_artquant_mean"],
+              "ddpo_eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
+              "ddpo_watch_name": cfg.ddpo_eval_reward, "ddpo_watch_first": eval_rows[0].get(watch),
+              "ddpo_watch_last": eval_rows[-1].get(watch), "ddpo_epochs": cfg.ddpo_epochs,
+              "ddpo_samples_per_s": train_rows[-1].get("samples_per_s")}
+    result["summary"] = (f"{cfg.ddpo_epochs} epochs: training reward {result['ddpo_reward_first']:.4f} -> "
+                         f"{result['ddpo_reward_last']:.4f}; held-out {result['ddpo_eval_reward_first']:.4f} -> "
+                         f"{result['ddpo_eval_reward_last']:.4f}; {cfg.ddpo_eval_reward} (watch) "
+                         f"{result['ddpo_watch_first']:.3f} -> {result['ddpo_watch_last']:.3f}")
+    return result
+
+
+def _sample(pipe, prompts: list[str], cfg: DemoConfig):
+    import torch
+    from tqdm.auto import tqdm
+
+    batches = []
+    for i, prompt in enumerate(tqdm(prompts, desc="sampling", unit="prompt", leave=False)):
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + i)  # same seeds before and after
+        result = pipe(prompt, num_images_per_prompt=cfg.rerank_n, num_inference_steps=cfg.ddpo_sample_steps,
+                      guidance_scale=5.0, eta=1.0, generator=generator, output_type="pt",
+                      height=cfg.image_size, width=cfg.image_size)
+        batches.append(result.images.float().clamp(0, 1).cpu())
+    return torch.cat(batches)
+
+
+def step_rerank(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from alignment.pipeline import load_sd_pipeline
+    from artquant_core.checkpoint import latest_checkpoint
+    from reward import best_of_n, load_reward
+    from reward.rerank import write_rerank_report
+
+    spec = f"artquant:{out / 'scorer'}"
+    reward = load_reward(spec)
+    prompts = _held_out_prompts(cfg)
+    pipe = load_sd_pipeline(done["tiny_sd"]["path"])
+    result: dict[str, Any] = {"prompts": prompts, "n": cfg.rerank_n}
+    for phase in ("before", "after"):
+        if phase == "after":  # the DDPO LoRA, loaded the way a user would (diffusers format)
+            pipe.load_lora_weights(str(latest_checkpoint(out / "ddpo")))
+        images = _sample(pipe, prompts, cfg)
+        ranked = best_of_n(images, prompts, reward, cfg.rerank_n)
+        write_rerank_report(ranked, images, out / "rerank" / phase, spec, group_labels=prompts)
+        result[f"rerank_mean_{phase}"] = float(ranked.scores.mean())
+        result[f"rerank_best_{phase}"] = float(ranked.best_scores.mean())
+    result["summary"] = (f"best-of-{cfg.rerank_n} on {len(prompts)} held-out prompts: mean reward "
+                         f"{result['rerank_mean_before']:.4f} -> best {result['rerank_best_before']:.4f} before "
+                         f"DDPO, {result['rerank_mean_after']:.4f} -> best {result['rerank_best_after']:.4f} after")
+    return result
+
+
+STEPS: list[tuple[str, str, Callable[[DemoConfig, Path, dict], dict]]] = [
+    ("data", "SynthArt data + pixel baseline", step_data),
+    ("pretrained_eval", "scorer before fine-tuning", step_pretrained_eval),
+    ("finetune", "fine-tune the scorer", step_finetune),
+    ("evaluate", "evaluate the fine-tuned scorer", step_evaluate),
+    ("tiny_sd", "tiny diffusion model", step_tiny_sd),
+    ("ddpo", "DDPO with ArtQuantReward", step_ddpo),
+    ("rerank", "best-of-N before/after DDPO", step_rerank),
+]
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run (or resume) every step, then write summary.json and report.html; return the summary."""
+    from scripts.demo_report import build_summary, write_report
+
+    cfg.validate()
+    out = Path(cfg.out)
+    state = open_run(out, cfg.run_settings())
+    done = state["steps"]
+    start = time.perf_counter()
+    for k, (name, title, fn) in enumerate(STEPS, 1):
+        if name in done:
+            print(f"[{k}/{len(STEPS)}] {title}: done earlier ({done[name]['seconds']:.1f} s), skipped")
+            continue
+        print(f"[{k}/{len(STEPS)}] {title} ...", flush=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = fn(cfg, out, done)
+        result["seconds"] = time.perf_counter() - t0
+        result["cpu_seconds"] = time.process_time() - c0  # the shared-machine-proof measure
+        done[name] = result
+        save_state(out, state)
+        print(f"[{k}/{len(STEPS)}] {title}: {result['summary']} ({result['seconds']:.1f} s)", flush=True)
+    summary = build_summary(cfg, done, run_s=time.perf_counter() - start)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    report = write_report(cfg, out, done, summary)
+    print(f"done in {summary['total_s']:.1f} s: scorer test SRCC {summary['scorer_test_srcc']:.3f} "
+          f"(baseline {summary['baseline_test_srcc']:.3f}, ceiling {summary['ceiling_srcc']:.3f}); "
+          f"DDPO reward {summary['ddpo_reward_first']:.4f} -> {summary['ddpo_reward_last']:.4f}; "
+          f"open {report}")
+    return summary
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        import diffusers
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        diffusers.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_demo_args(argv)
+    _quiet_libraries()
+    run_demo(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

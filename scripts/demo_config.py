@@ -1,0 +1,145 @@
+"""``DemoConfig``: the settings of ``artquant demo``, its two presets, and the run-folder state file.
+
+The presets live here (so an installed package has them) and, identically, in
+``configs/demo.yaml`` / ``configs/demo_quick.yaml`` (a test keeps them equal).
+The state file ``OUT/demo_state.json`` records the settings and every finished
+step with its results, so a re-run with the same settings resumes and a re-run
+with different settings is refused instead of mixing two runs in one folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "demo_state.json"
+STATE_VERSION = 1
+
+
+def _f(default: Any, help: str):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DemoConfig:
+    """Settings of the end-to-end demo. Defaults: the full demo (a few CPU minutes)."""
+
+    out: str | None = _f(None, "output folder (required): report.html, summary.json, scorer/, ddpo/, ...")
+    seed: int = _f(0, "seed of the data, the fine-tuning, DDPO and the reranking draws")
+    # data
+    n_images: int = _f(400, "SynthArt paintings to generate (80/10/10 train/val/test)")
+    image_size: int = _f(64, "SynthArt image side in pixels")
+    # scorer
+    scorer_model: str = _f("tiny", "scorer to fine-tune: 'tiny' (shipped weights), 'tiny-random', or a folder")
+    scorer_steps: int = _f(60, "fine-tuning optimizer steps")
+    scorer_batch_size: int = _f(8, "fine-tuning batch size")
+    scorer_learning_rate: float = _f(1e-4, "fine-tuning peak learning rate (AdamW, cosine)")
+    scorer_tasks: str = _f("score,description,attributes", "tasks mixed in fine-tuning (joint description + score)")
+    describe_images: int = _f(4, "test images shown with attribute scores and a generated description")
+    describe_max_new_tokens: int = _f(96, "length cap of each generated description")
+    # DDPO
+    ddpo_epochs: int = _f(12, "DDPO epochs on the tiny diffusion model")
+    ddpo_sample_steps: int = _f(10, "DDIM steps per sample")
+    ddpo_sample_batch_size: int = _f(4, "samples per sampling batch")
+    ddpo_batches_per_epoch: int = _f(2, "sampling batches per epoch")
+    ddpo_train_batch_size: int = _f(4, "samples per training micro-batch")
+    ddpo_learning_rate: float = _f(3e-4, "LoRA learning rate")
+    ddpo_eval_every: int = _f(4, "evaluate on held-out prompts every N epochs (and at the end)")
+    ddpo_eval_reward: str = _f("jpeg_compressibility", "extra reward watched on held-out prompts (reward hacking)")
+    # reranking
+    rerank_n: int = _f(4, "candidates per prompt for best-of-N")
+    held_out_prompts: int = _f(4, "held-out prompts (never trained on): DDPO evaluation and best-of-N before/after, same seeds")
+
+    def run_settings(self) -> dict[str, Any]:
+        """Everything that shapes the results (all but the output folder)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "out"}
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ValueError("artquant demo needs --out DIR (the folder for report.html, summary.json, ...)")
+        for name in ("n_images", "scorer_steps", "scorer_batch_size", "describe_images", "ddpo_epochs",
+                     "ddpo_sample_steps", "ddpo_sample_batch_size", "ddpo_batches_per_epoch",
+                     "ddpo_train_batch_size", "ddpo_eval_every", "rerank_n", "held_out_prompts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_images < 30:
+            raise ValueError(f"n_images must be >= 30 (the test split needs a few images), got {self.n_images}")
+
+
+#: ``--quick``: the whole story in well under 90 s on 2 CPU cores (the test suite runs it).
+QUICK_PRESET: dict[str, Any] = {
+    "n_images": 100, "scorer_steps": 4, "scorer_batch_size": 4, "describe_images": 2,
+    "describe_max_new_tokens": 24, "ddpo_epochs": 2, "ddpo_sample_steps": 4, "ddpo_sample_batch_size": 2,
+    "ddpo_batches_per_epoch": 1, "ddpo_train_batch_size": 2, "ddpo_eval_every": 2, "rerank_n": 2,
+    "held_out_prompts": 2,
+}
+
+
+def parse_demo_args(argv: list[str]) -> DemoConfig:
+    """``[--quick] [--config YAML] [--key value ...]``; precedence: command line > YAML > preset > defaults."""
+    from artquant_core.config import load_yaml_config, parse_config
+
+    argv = list(argv)
+    quick = "--quick" in argv
+    argv = [a for a in argv if a != "--quick"]
+    values: dict[str, Any] = dict(QUICK_PRESET) if quick else {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ValueError("--config needs a path")
+        values.update(load_yaml_config(argv[i + 1], DemoConfig))
+        del argv[i:i + 2]
+    if not values:
+        config = parse_config(DemoConfig, argv)
+    else:
+        import yaml
+
+        fd, tmp = tempfile.mkstemp(suffix=".yaml")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                yaml.safe_dump(values, fh)
+            config = parse_config(DemoConfig, argv, config_path=tmp)
+        finally:
+            os.unlink(tmp)
+    config.validate()
+    return config
+
+
+# ---------------------------------------------------------------- state file
+def open_run(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Start or resume the run in ``out``; refuse a folder holding anything else."""
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{state_path} is corrupt ({exc}); use a new --out folder") from None
+        old = state.get("settings", {})
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
+            raise ValueError(f"{out} holds a demo run with other settings ({shown}); use a new --out folder "
+                             "or the same settings to resume it")
+        return state
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {out} is not empty and holds no {STATE_FILE}; refusing to mix runs: "
+                         "use an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"version": STATE_VERSION, "settings": settings, "steps": {}}
+    save_state(out, state)
+    return state
+
+
+def save_state(out: Path, state: dict[str, Any]) -> None:
+    tmp = out / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, out / STATE_FILE)
