@@ -35,6 +35,10 @@ class ScorerTrainingConfig(TrainingArguments):
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap on training records used."})
     tasks: str = field(default="score,description,attributes", metadata={
         "help": f"Comma-separated tasks mixed per batch, from {TASKS}."})
+    attributes_per_record: int = field(default=0, metadata={
+        "help": "Attribute score examples per record (seeded random subset; 0 = all of them)."})
+    description_fraction: float = field(default=1.0, metadata={
+        "help": "Share of the description records used (seeded random subset; 1 = all)."})
     # --- losses ----------------------------------------------------------
     description_weight: float = field(default=1.0, metadata={"help": "Weight of the description next-token CE."})
     score_weight: float = field(default=0.05, metadata={"help": "Weight of the score loss (answer CE + KL)."})
@@ -64,8 +68,6 @@ class ScorerTrainingConfig(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule after warm-up (cosine as the reference)."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps (metrics.jsonl / wandb)."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps (atomic checkpoint-N/)."})
-    report_to: str | list[str] | None = field(default="none", metadata={
-        "help": "'none' (metrics.jsonl only) or 'wandb' (offline unless configured)."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only useful on GPU)."})
 
     def __post_init__(self) -> None:

@@ -54,35 +54,37 @@ def _aspect_prompt(aspect: str) -> tuple[str, str]:
 
 
 def build_examples(records: Sequence[Any], tasks: Sequence[str], scale, image_root: str | Path,
-                   source: str = "records", seed: int = 0) -> list[Example]:
+                   source: str = "records", seed: int = 0, attributes_per_record: int = 0,
+                   description_fraction: float = 1.0) -> list[Example]:
     """Expand records into training examples for the chosen ``tasks``.
 
+    ``attributes_per_record`` (0 = all) keeps a seeded random subset of each
+    record's attribute scores; ``description_fraction`` a seeded random share of
+    the description records (they are long: a few cost as much as many scores). Soft labels come from the record's ``level_probs`` or, when it has none,
+    from ``score_to_level_probs`` (one vectorised call for the whole set).
     Raises ``ValueError`` naming the file, record index and id for a score
-    record without a score, a description record without text, or a score
-    answer without the level word.
+    record without a score or a description record without text.
     """
+    import numpy as np
+
     from artquant_core import prompts
     from artquant_core.levels import score_to_level_probs
 
     root = Path(image_root)
     rng = random.Random(seed)
     examples: list[Example] = []
-    want_score, want_desc, want_attr = "score" in tasks, "description" in tasks, "attributes" in tasks
-    want_score = want_score or "pair" in tasks
+    need_labels: list[int] = []  # examples whose soft label is derived from their score
+    want_desc, want_attr = "description" in tasks, "attributes" in tasks
+    want_score = "score" in tasks or "pair" in tasks
 
     def where(i: int, rec: Any) -> str:
         return f"{source}: record {i} (id {getattr(rec, 'id', '?')!r})"
 
-    def level_word(score: float) -> str:
-        probs = score_to_level_probs(torch.tensor([score], dtype=torch.float64), scale)[0]
-        return scale.words[int(probs.argmax())]
-
     for i, rec in enumerate(records):
         rid, image = str(getattr(rec, "id", i)), _resolve(str(rec.image), root)
         question, answer = _turns(rec)
-        is_desc = getattr(rec, "task_type", None) == "description"
-        if is_desc:
-            if not want_desc:
+        if getattr(rec, "task_type", None) == "description":
+            if not want_desc or (description_fraction < 1.0 and rng.random() >= description_fraction):
                 continue
             if not answer or not answer.strip():
                 raise ValueError(f"{where(i, rec)}: description record without description text (conversations)")
@@ -94,23 +96,31 @@ def build_examples(records: Sequence[Any], tasks: Sequence[str], scale, image_ro
             if gt is None or gt != gt:
                 raise ValueError(f"{where(i, rec)}: score record without a score (gt_score) in a score task")
             probs = getattr(rec, "level_probs", None)
-            if probs is None:
-                probs = score_to_level_probs(torch.tensor([float(gt)], dtype=torch.float64), scale)[0].tolist()
-            if not answer:
-                answer = f"{prompts.ANSWER_PREFIX} {scale.words[max(range(len(probs)), key=probs.__getitem__)]}."
             std = getattr(rec, "std", None)
             examples.append(Example("score", rid, image, question or rng.choice(prompts.SCORE_QUESTIONS),
-                                    answer, None, float(gt), float("nan") if std is None else float(std),
-                                    tuple(float(p) for p in probs)))
-        for aspect, value in (getattr(rec, "attributes", None) or {}).items() if want_attr else ():
-            if value is None or aspect == "overall":  # "overall" is the record's own score
-                continue
+                                    answer or "", None, float(gt), float("nan") if std is None else float(std),
+                                    None if probs is None else tuple(float(p) for p in probs)))
+            if probs is None:
+                need_labels.append(len(examples) - 1)
+        aspects = [(a, v) for a, v in (getattr(rec, "attributes", None) or {}).items()
+                   if v is not None and a != "overall"] if want_attr else []  # "overall" is the record's score
+        if attributes_per_record and len(aspects) > attributes_per_record:
+            aspects = rng.sample(aspects, attributes_per_record)
+        for aspect, value in aspects:
             q, prefix = _aspect_prompt(aspect)
-            probs = score_to_level_probs(torch.tensor([float(value)], dtype=torch.float64), scale)[0]
-            examples.append(Example("score", f"{rid}:{aspect}", image, q, f"{prefix} {level_word(float(value))}.",
-                                    aspect, float(value), float("nan"), tuple(probs.tolist())))
+            examples.append(Example("score", f"{rid}:{aspect}", image, q, prefix, aspect, float(value)))
+            need_labels.append(len(examples) - 1)
     if not examples:
         raise ValueError(f"{source}: no training examples for tasks {list(tasks)}")
+    if need_labels:
+        scores = np.array([examples[k].gt_score for k in need_labels], dtype=np.float64)
+        for k, probs in zip(need_labels, score_to_level_probs(scores, scale)):
+            examples[k].target = tuple(float(p) for p in probs)
+    for ex in examples:
+        if ex.task == "score" and (not ex.answer or ex.aspect is not None):
+            # answer: the prefix (the attribute's, or the default) and the most likely level word
+            prefix = ex.answer if ex.aspect is not None else prompts.ANSWER_PREFIX
+            ex.answer = f"{prefix} {scale.words[int(np.argmax(ex.target))]}."
     return examples
 
 

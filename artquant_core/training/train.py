@@ -130,53 +130,30 @@ class TrackerCallback(TrainerCallback):
             self._plot()
 
 
-def _scatter(preds: list[float], gts: list[float], path: Path, title: str) -> None:
-    try:
-        from artquant_core.metrics import plot_score_scatter
-    except ImportError:
-        plot_score_scatter = None
-    if plot_score_scatter is not None:
-        plot_score_scatter(preds, gts, path, title=title)
-        return
-    from artquant_core.plots import _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-    ax.scatter(gts, preds, s=8, alpha=0.6)
-    ax.set_xlabel("ground truth")
-    ax.set_ylabel("predicted")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _eval_items(config: ScorerTrainingConfig) -> list[tuple[str, float]]:
-    from artquant_core.training._compat import load_records
+    from artquant_core.records import load_records
 
-    records = load_records(config.eval_data)
-    root = Path(config.image_root) if config.image_root else Path(config.eval_data).parent
-    items = []
-    for rec in records:
-        if getattr(rec, "task_type", None) == "description" or getattr(rec, "gt_score", None) is None:
-            continue
-        image = Path(str(rec.image))
-        items.append((str(image if image.is_absolute() else root / image), float(rec.gt_score)))
+    records = load_records(config.eval_data, image_root=config.image_root, check_images=not config.skip_bad_images)
+    items = [(rec.image, float(rec.gt_score)) for rec in records
+             if rec.task_type != "description" and rec.gt_score is not None and Path(rec.image).is_file()]
     if not items:
         raise ValueError(f"eval_data {config.eval_data}: no score records to validate on")
     return items[: config.max_eval_samples] if config.max_eval_samples else items
 
 
-def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | str | None = None) -> dict[str, Any]:
+def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | str | None = None,
+                 callbacks: list | None = None) -> dict[str, Any]:
     """Train an ArtQuant scorer; returns the final metrics.
 
     ``resume_from_checkpoint=True`` continues from the latest complete
     checkpoint in ``config.output_dir`` (a path picks one). The output folder
     gets ``metrics.jsonl``, ``loss_curve.png``, ``scatter.png`` (with
     ``eval_data``), ``checkpoint-N/`` folders and the final scorer, loadable by
-    ``ArtQuantScorer.from_pretrained(config.output_dir)``.
+    ``ArtQuantScorer.from_pretrained(config.output_dir)``. Extra ``callbacks``
+    (``transformers.TrainerCallback``) are passed to the Trainer.
     """
-    from artquant_core.training._compat import load_records
+    from artquant_core.records import load_records
+    from artquant_core.scatter import plot_score_scatter
     from artquant_core.tracking import RunTracker
     from artquant_core.training.data import ExampleDataset, ScorerCollator, build_examples
     from artquant_core.training.trainer import ScorerTrainer
@@ -186,12 +163,14 @@ def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | st
     resume = resolve_resume(config, resume_from_checkpoint)
     output_dir = Path(config.output_dir)
     scorer = load_scorer_for_training(config)
-    records = load_records(config.train_data)
+    records = load_records(config.train_data, image_root=config.image_root, check_images=not config.skip_bad_images,
+                           scale=scorer.scale)
     if config.max_train_samples:
         records = records[: config.max_train_samples]
     root = config.image_root or str(Path(config.train_data).parent)
     examples = build_examples(records, config.task_list, scorer.scale, root, source=str(config.train_data),
-                              seed=config.seed)
+                              seed=config.seed, attributes_per_record=config.attributes_per_record,
+                              description_fraction=config.description_fraction)
     train_set = ExampleDataset(examples, skip_bad_images=config.skip_bad_images)
     eval_items = _eval_items(config) if config.eval_data else []
     if not eval_items and config.eval_strategy != "no":
@@ -204,7 +183,7 @@ def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | st
                          run_name=config.run_name, is_main_process=config.process_index == 0)
     trainer = ScorerTrainer(model=scorer.model, args=config, train_dataset=train_set,
                             eval_dataset=eval_items or None, data_collator=ScorerCollator(scorer),
-                            processing_class=scorer.tokenizer, callbacks=[TrackerCallback(tracker)],
+                            processing_class=scorer.tokenizer, callbacks=[TrackerCallback(tracker), *(callbacks or [])],
                             scorer=scorer, eval_items=eval_items)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -220,8 +199,7 @@ def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | st
         metrics.update(trainer.evaluate())
         if trainer.is_world_process_zero():
             preds, gts = trainer.last_predictions
-            _scatter(preds, gts, output_dir / "scatter.png",
-                     f"validation: SRCC {metrics['eval_srcc']:.3f}, PLCC {metrics['eval_plcc']:.3f}")
+            plot_score_scatter(preds, gts, output_dir / "scatter.png", title="validation")
             (output_dir / "eval_predictions.json").write_text(json.dumps({"pred": preds, "gt": gts}))
     if trainer.is_world_process_zero():
         scorer.save_pretrained(output_dir, merge_lora=config.merge_lora_on_save)

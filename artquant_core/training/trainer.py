@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,19 @@ class ScorerTrainer(Trainer):
         return preds, [g for _, g in items]
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        from artquant_core.training._compat import evaluate_scores
+        from artquant_core.metrics import evaluate_scores
 
         if not self.eval_items:
             return {}
         preds, gts = self.predict_scores()
         self.last_predictions = (preds, gts)
-        metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in evaluate_scores(preds, gts).items()}
+        try:
+            raw = evaluate_scores(preds, gts)
+        except ValueError as exc:  # e.g. a collapsed model predicting one constant score
+            warnings.warn(f"validation metrics undefined: {exc}")
+            raw = {"srcc": 0.0, "plcc": 0.0}
+        metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in raw.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
