@@ -84,9 +84,15 @@ def load_scorer(cls, path_or_id, *, family: str | None = None, scale=None, dtype
     for key, value in (("dtype", dtype), ("attn_implementation", attn_implementation), ("device_map", device_map)):
         if value is not None:
             model_kwargs[key] = value
-    model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    image_processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        image_processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        if folder is not None:
+            raise
+        raise FileNotFoundError(f"{path_or_id} is neither a local scorer folder nor a hub model available "
+                                f"offline or online ({str(exc).splitlines()[0]})") from exc
     return cls(model.eval(), tokenizer, image_processor, **_scorer_kwargs(meta, family, scale),
                linear_patch_embed=linear_patch_embed)
 
