@@ -124,7 +124,9 @@ def _sigmas(n: int, scale: LevelScale, spread: float | None, std: Any) -> np.nda
             raise ValueError(f"spread must be a positive finite number, got {spread!r}")
         return np.full(n, sigma)
     sigmas, _ = _as_float64(std, "std")
-    sigmas = np.broadcast_to(sigmas.reshape(-1) if sigmas.ndim else sigmas, (n,)).astype(np.float64)
+    if sigmas.ndim > 1 or (sigmas.ndim == 1 and sigmas.shape[0] != n):
+        raise ValueError(f"std must be a scalar or have one value per score ({n}), got shape {sigmas.shape}")
+    sigmas = np.broadcast_to(sigmas, (n,)).astype(np.float64)
     bad = ~(np.isfinite(sigmas) & (sigmas > 0))
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
@@ -196,7 +198,8 @@ def score_to_level_probs(scores: Any, scale: LevelScale = APDD_SCALE, spread: fl
     value inside ``[scale.min, scale.max]`` (ends included: they give one-hot labels).
     ``spread``: fixed sigma in score units (default :func:`default_spread`). ``std``: per-row
     sigma (``(N,)`` or scalar), overriding ``spread``. Returns the same kind as ``scores``
-    (numpy stays numpy with its float dtype; torch keeps dtype and device, computed in float64).
+    (numpy stays numpy with its float dtype; torch keeps dtype and device, computed in float64
+    numpy on the CPU: labels are data, so the result carries no gradient).
     Raises ``ValueError`` naming the first score that is NaN or out of range.
     """
     values, kind = _as_float64(scores, "scores")

@@ -132,6 +132,10 @@ def test_out_of_range_and_nan_name_first_index():
         score_to_level_probs([0.99, 5.1, 2])
     with pytest.raises(ValueError, match=r"std\[1\] = -1.0 must be positive"):
         score_to_level_probs([2.0, 3.0], QALIGN_SCALE, std=[0.5, -1.0])
+    with pytest.raises(ValueError, match=r"one value per score \(2\), got shape \(3,\)"):
+        score_to_level_probs([2.0, 3.0], QALIGN_SCALE, std=[0.5, 1.0, 2.0])
+    np.testing.assert_allclose(score_to_level_probs([2.0, 3.0], QALIGN_SCALE, std=0.7),
+                               score_to_level_probs([2.0, 3.0], QALIGN_SCALE, spread=0.7))
     with pytest.raises(ValueError, match="spread must be a positive"):
         score_to_level_probs([2.0], QALIGN_SCALE, spread=0.0)
     with pytest.raises(ValueError, match=r"must be 1-D"):
