@@ -82,3 +82,31 @@ def test_write_report_for_tensor_images(tmp_path):
     assert [g["best_index"] for g in report["groups"]] == [1, 2]
     assert [g["prompt"] for g in report["groups"]] == ["p0", "p1"]
     assert Image.open(paths["contact_sheet"]).size[1] > 2 * 128
+
+
+@pytest.mark.slow
+def test_pipeline_mode_samples_n_per_prompt_and_keeps_the_best(tmp_path):
+    # The tiny SD builder belongs to the alignment package (tests may import it; reward may not).
+    tiny_sd = pytest.importorskip("alignment.tiny_sd", reason="alignment.tiny_sd (branch ddpo) not merged yet")
+    pipeline = tiny_sd.build_tiny_sd(tmp_path / "sd", seed=0)
+    out = tmp_path / "out"
+    code = cli(["rerank", "--reward", "brightness+saturation*0.5", "--pipeline", pipeline,
+                "--prompt", "a red house", "--prompt", "a blue sea", "--n", "3", "--steps", "2",
+                "--seed", "7", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "rerank.json").read_text())
+    assert report["n"] == 3 and len(report["groups"]) == 2
+    assert [g["prompt"] for g in report["groups"]] == ["a red house", "a blue sea"]
+    for g, group in enumerate(report["groups"]):
+        scores = [c["score"] for c in group["candidates"]]
+        assert group["best_index"] == 3 * g + int(np.argmax(scores))
+        for c in group["candidates"]:
+            parts = c["components"]
+            assert c["score"] == pytest.approx(parts["brightness"] + 0.5 * parts["saturation"], abs=1e-5)
+    best = sorted((out / "best").iterdir())
+    assert [p.name for p in best] == ["prompt00_best.png", "prompt01_best.png"]
+    # The kept image is the best candidate: its brightness matches the JSON (8-bit PNG rounding).
+    kept = torch.from_numpy(np.array(Image.open(best[0]))).permute(2, 0, 1)[None]
+    winner = report["groups"][0]["candidates"][report["groups"][0]["best_index"]]
+    assert float(Brightness()(kept)) == pytest.approx(winner["components"]["brightness"], abs=3e-3)
+    assert Image.open(out / "contact_sheet.png").size[1] > 2 * 128
