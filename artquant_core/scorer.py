@@ -101,6 +101,15 @@ class ArtQuantScorer(nn.Module):
             raise ValueError(f"level words {self.scale.words} share tokens {ids}")
         return torch.tensor(ids, dtype=torch.long)
 
+    def level_ids_for(self, aspect: str | None = None) -> torch.Tensor:
+        """``LongTensor (L,)``: the level words' tokens after ``aspect``'s answer prefix (``None``: overall)."""
+        prefix = self.answer_prefix if aspect is None else attribute_prompt(aspect)[1]
+        return self._level_ids[prefix].to(self.level_token_ids.device)
+
+    def prompt_for(self, aspect: str | None = None) -> tuple[str, str]:
+        """(question, answer prefix) that :meth:`score` uses for ``aspect``."""
+        return (self.score_question, self.answer_prefix) if aspect is None else attribute_prompt(aspect)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -183,7 +192,7 @@ class ArtQuantScorer(nn.Module):
         (``composition``, ``visual_elements``, ``technical_execution``, ``originality``,
         ``theme``, ``emotion``, ``gestalt``; ``overall`` or ``None`` is the overall score).
         """
-        question, prefix = (self.score_question, self.answer_prefix) if aspect is None else attribute_prompt(aspect)
+        question, prefix = self.prompt_for(aspect)
         needs_grad = isinstance(images, torch.Tensor) and images.requires_grad and torch.is_grad_enabled()
         n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else len(images)
         step = batch_size or max(n, 1)

@@ -85,6 +85,11 @@ def test_aspect_changes_the_prompt_and_the_score(scorer):
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     overall, composition = scorer.score(x), scorer.score(x, aspect="composition")
     assert not torch.allclose(overall.score, composition.score)
+    question, prefix = scorer.prompt_for("composition")
+    text = scorer.tokenizer.decode(scorer.encode(x[:1], [question], answer_prefix=prefix)["input_ids"][0])
+    assert "composition" in text and text.endswith(prefix) and prefix != scorer.answer_prefix
+    assert scorer.level_ids_for("composition").shape == (5,)
+    assert torch.equal(scorer.level_ids_for(None), scorer.level_token_ids)
     with pytest.raises(ValueError, match="unknown aspect 'compositon'.*did you mean composition"):
         scorer.score(x, aspect="compositon")
 
