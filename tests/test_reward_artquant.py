@@ -27,6 +27,8 @@ def test_normalised_reward_is_the_score_mapped_from_the_scale_range(scorer):
     values = reward(images)
     raw = scorer.score(images).score
     assert values.shape == (5,) and values.dtype == torch.float32
+    assert not torch.is_inference(values)  # usable in a later autograd graph (DDPO advantages)
+    assert not torch.is_inference(ArtQuantReward(scorer, normalize=False)(images))
     torch.testing.assert_close(values, (raw - 1.0) / 9.0, atol=1e-6, rtol=0)
     assert bool(((values >= 0) & (values <= 1)).all())
     torch.testing.assert_close(ArtQuantReward(scorer, normalize=False)(images), raw, atol=1e-5, rtol=0)
