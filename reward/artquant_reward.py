@@ -13,6 +13,7 @@ Two paths behind one call:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     if dtype not in _DTYPES:
         raise ValueError(f"unknown autocast dtype {dtype!r}; use one of bf16, fp16, fp32 or a torch.dtype")
     return _DTYPES[dtype]
+
+
+_FROM_UINT8: contextvars.ContextVar[bool] = contextvars.ContextVar("artquant_reward_from_uint8", default=False)
 
 
 def _is_8bit(images: Any) -> bool:
@@ -92,7 +96,6 @@ class ArtQuantReward(BaseReward):
         self.low, self.high = min(anchors), max(anchors)
         if not self.high > self.low:
             raise ValueError(f"scorer scale anchors {anchors} do not span a range")
-        self._from_uint8 = False
         self._score_fn = self.scorer.score
         self._compiled_fn = torch.compile(self.scorer.score) if compile else None
 
@@ -115,12 +118,13 @@ class ArtQuantReward(BaseReward):
     def __call__(self, images: Any, prompts: Any = None) -> torch.Tensor:
         # 8-bit inputs (uint8 tensors, PIL images) are handed to the scorer as uint8 again, so
         # that its preprocessing emulates PIL's rounding and the reward equals `artquant score`.
-        previous = self._from_uint8
-        self._from_uint8 = _is_8bit(images)
+        # A context variable, not object state: safe when DDPO scores from a worker thread,
+        # and the reward stays copyable / picklable.
+        token = _FROM_UINT8.set(_is_8bit(images))
         try:
             return super().__call__(images, prompts)
         finally:
-            self._from_uint8 = previous
+            _FROM_UINT8.reset(token)
 
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         device = self.device
@@ -133,7 +137,7 @@ class ArtQuantReward(BaseReward):
         with torch.inference_mode(), self._autocast(device):
             for start in range(0, images.shape[0], self.max_batch):
                 chunk = images[start:start + self.max_batch].to(device, non_blocking=True)
-                if self._from_uint8:
+                if _FROM_UINT8.get():
                     chunk = (chunk * 255.0).round_().to(torch.uint8)
                 chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(images)))
         return self._map(torch.cat(chunks))

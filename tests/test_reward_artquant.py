@@ -27,6 +27,8 @@ def test_normalised_reward_is_the_score_mapped_from_the_scale_range(scorer):
     values = reward(images)
     raw = scorer.score(images).score
     assert values.shape == (5,) and values.dtype == torch.float32
+    assert not torch.is_inference(values)  # usable in a later autograd graph (DDPO advantages)
+    assert not torch.is_inference(ArtQuantReward(scorer, normalize=False)(images))
     torch.testing.assert_close(values, (raw - 1.0) / 9.0, atol=1e-6, rtol=0)
     assert bool(((values >= 0) & (values <= 1)).all())
     torch.testing.assert_close(ArtQuantReward(scorer, normalize=False)(images), raw, atol=1e-5, rtol=0)
@@ -163,3 +165,15 @@ def test_load_reward_embedded_default_loads_or_says_it_is_not_shipped():
     else:
         with pytest.raises(FileNotFoundError, match="not shipped"):
             load_reward("artquant")
+
+
+def test_bf16_autocast_no_grad_path_stays_close_and_float32(scorer):
+    images = _images(4, seed=5)
+    exact = ArtQuantReward(scorer)(images)
+    fast = ArtQuantReward(scorer, autocast_dtype="bf16", autocast_on_cpu=True, max_batch=2)(images)
+    assert fast.dtype == torch.float32
+    assert float((fast - exact).abs().max()) < 0.02  # bf16 has ~3 significant digits
+    # The gradient path never autocasts.
+    leaf = images.clone().requires_grad_(True)
+    grad_values = ArtQuantReward(scorer, autocast_dtype="bf16", autocast_on_cpu=True)(leaf)
+    torch.testing.assert_close(grad_values.detach(), exact, atol=1e-5, rtol=0)
