@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 _MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -21,7 +20,7 @@ class RewardGradConfig:
     and the VAE decode keep the graph, and the loss is ``-mean(reward)``.
     """
 
-    pretrained_model: str = field(default="", metadata={"help": "Path (or hub id) of a StableDiffusionPipeline folder."})
+    pretrained_model: str = field(default="tiny", metadata={"help": "'tiny' (the embedded tiny SD), a StableDiffusionPipeline folder or a hub id."})
     reward: str = field(default="brightness", metadata={"help": "load_reward spec of the reward to maximise; must be differentiable."})
     prompts: list[str] = field(default_factory=lambda: ["a painting of a cat"],
                                metadata={"help": "Training prompts, or one path to a text file with one prompt a line."})
@@ -108,16 +107,3 @@ class RewardGradConfig:
         """Samples drawn per process and epoch."""
         return self.train_steps_per_epoch * self.train_gradient_accumulation_steps * self.train_batch_size
 
-
-def read_prompts(prompts: list[str], field_name: str = "prompts") -> list[str]:
-    """A prompt list as given, or the lines of the single text file it names."""
-    if len(prompts) == 1 and prompts[0].endswith(".txt"):
-        path = Path(prompts[0])
-        if not path.is_file():
-            raise FileNotFoundError(f"{field_name}: prompt file not found: {path}")
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        lines = [line for line in lines if line and not line.startswith("#")]
-        if not lines:
-            raise ValueError(f"{field_name}: prompt file {path} has no prompts")
-        return lines
-    return [str(p) for p in prompts]
