@@ -199,17 +199,14 @@ def step_ddpo(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
 
 
 def _sample(pipe, prompts: list[str], cfg: DemoConfig):
+    """``rerank_n`` samples per prompt in one pipeline call; image ``i`` always gets seed ``seed*1000+i``."""
     import torch
-    from tqdm.auto import tqdm
 
-    batches = []
-    for i, prompt in enumerate(tqdm(prompts, desc="sampling", unit="prompt", leave=False)):
-        generator = torch.Generator().manual_seed(cfg.seed * 1000 + i)  # same seeds before and after
-        result = pipe(prompt, num_images_per_prompt=cfg.rerank_n, num_inference_steps=cfg.ddpo_sample_steps,
-                      guidance_scale=5.0, eta=1.0, generator=generator, output_type="pt",
-                      height=cfg.image_size, width=cfg.image_size)
-        batches.append(result.images.float().clamp(0, 1).cpu())
-    return torch.cat(batches)
+    generators = [torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(prompts) * cfg.rerank_n)]
+    result = pipe(prompts, num_images_per_prompt=cfg.rerank_n, num_inference_steps=cfg.ddpo_sample_steps,
+                  guidance_scale=5.0, eta=1.0, generator=generators, output_type="pt",
+                  height=cfg.image_size, width=cfg.image_size)
+    return result.images.float().clamp(0, 1).cpu()
 
 
 def step_rerank(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
@@ -222,6 +219,7 @@ def step_rerank(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     reward = load_reward(spec)
     prompts = _held_out_prompts(cfg)
     pipe = load_sd_pipeline(done["tiny_sd"]["path"])
+    pipe.set_progress_bar_config(disable=False, desc="sampling", leave=False)
     result: dict[str, Any] = {"prompts": prompts, "n": cfg.rerank_n}
     for phase in ("before", "after"):
         if phase == "after":  # the DDPO LoRA, loaded the way a user would (diffusers format)

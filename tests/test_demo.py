@@ -1,0 +1,172 @@
+"""`artquant demo`: the quick preset end to end, resume / refuse behaviour, and the default preset (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = ("scorer_test_srcc", "baseline_test_srcc", "ddpo_reward_first", "ddpo_reward_last", "total_s",
+            "ceiling_srcc")
+STEP_NAMES = ("data", "pretrained_eval", "finetune", "evaluate", "tiny_sd", "ddpo", "rerank")
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.cli", "demo", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    proc = _demo("--out", str(out), "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_quick_summary_has_the_contract_keys_and_sane_values(quick_run):
+    out, proc = quick_run
+    summary = json.loads((out / "summary.json").read_text())
+    for key in REQUIRED:
+        assert isinstance(summary[key], (int, float)) and math.isfinite(summary[key]), key
+    for key in ("scorer_test_srcc", "baseline_test_srcc", "scorer_pretrained_test_srcc"):
+        assert -1.0 <= summary[key] <= 1.0, key
+    assert 0.5 < summary["ceiling_srcc"] <= 1.0
+    for key in ("ddpo_reward_first", "ddpo_reward_last", "rerank_mean_before", "rerank_best_after"):
+        assert 0.0 <= summary[key] <= 1.0, key  # ArtQuantReward is normalised to [0, 1]
+    # best-of-N never picks below the mean of its candidates
+    assert summary["rerank_best_before"] >= summary["rerank_mean_before"] - 1e-9
+    assert summary["rerank_best_after"] >= summary["rerank_mean_after"] - 1e-9
+    assert set(summary["timings_s"]) == set(STEP_NAMES)
+    assert summary["total_s"] == pytest.approx(sum(summary["timings_s"].values()), abs=0.1)
+    # every step printed its one-line summary, then the final line
+    for k in range(1, 8):
+        assert re.search(rf"^\[{k}/7\] .+: .+\(\d+\.\d s\)$", proc.stdout, flags=re.M), k
+    assert "open " in proc.stdout.strip().splitlines()[-1]
+
+
+def test_quick_report_is_self_contained(quick_run):
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    embedded = html.count('src="data:image/png;base64,')
+    assert embedded >= 8  # scatters, loss curve, described images, reward curve, DDPO grids, 2 contact sheets
+    assert not re.search(r'src="(?!data:)', html)  # nothing refers to a file next to it
+    for text in ("Attribute scores", "DDPO", "Best-of-2", "Timings", "noise ceiling"):
+        assert text in html, text
+
+
+def test_quick_scorer_folder_loads_and_scores(quick_run):
+    import torch
+
+    from artquant_core.scorer import ArtQuantScorer
+
+    out, _ = quick_run
+    scorer = ArtQuantScorer.from_pretrained(out / "scorer")
+    result = scorer.score(torch.rand(2, 3, 64, 64))
+    assert result.score.shape == (2,) and torch.isfinite(result.score).all()
+    assert ((result.score >= 1.0) & (result.score <= 10.0)).all()
+    assert (out / "ddpo" / "reward_curve.png").is_file()
+    assert (out / "rerank" / "after" / "contact_sheet.png").is_file()
+
+
+def test_rerun_same_settings_resumes_without_redoing(quick_run):
+    out, _ = quick_run
+    before = json.loads((out / "summary.json").read_text())
+    proc = _demo("--out", str(out), "--quick")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done earlier") == 7
+    after = json.loads((out / "summary.json").read_text())
+    assert {k: after[k] for k in REQUIRED} == {k: before[k] for k in REQUIRED}
+
+
+def test_rerun_other_settings_is_refused_in_one_line(quick_run):
+    out, _ = quick_run
+    proc = _demo("--out", str(out), "--quick", "--seed", "1")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "other settings" in lines[0] and "seed: 0 -> 1" in lines[0]
+
+
+def test_non_empty_folder_without_state_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    proc = _demo("--out", str(tmp_path), "--quick")
+    assert proc.returncode == 1
+    assert "not empty" in proc.stderr and "demo_state.json" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
+
+
+def test_missing_out_and_unknown_key_are_clear_errors():
+    proc = _demo("--quick")
+    assert proc.returncode == 1 and "--out" in proc.stderr
+    proc = _demo("--out", "x", "--ddpo_epoch", "3")
+    assert proc.returncode == 1 and "ddpo_epochs" in proc.stderr
+
+
+def test_interrupted_run_resumes_at_the_failed_step(tmp_path, monkeypatch):
+    """The state machinery alone, with stand-in steps: finished steps are never run twice."""
+    from scripts import demo, demo_report
+    from scripts.demo_config import DemoConfig
+
+    calls: list[str] = []
+    fail = {"at": "c"}
+
+    def make(name):
+        def step(cfg, out, done):
+            calls.append(name)
+            if fail["at"] == name:
+                raise RuntimeError(f"killed in {name}")
+            return {"summary": name, "value": len(done)}
+        return step
+
+    monkeypatch.setattr(demo, "STEPS", [(n, n, make(n)) for n in "abcd"])
+    monkeypatch.setattr(demo_report, "build_summary", lambda cfg, done, run_s: {
+        "total_s": 0.0, "scorer_test_srcc": 0.0, "baseline_test_srcc": 0.0, "ceiling_srcc": 1.0,
+        "ddpo_reward_first": 0.0, "ddpo_reward_last": 0.0, "steps": sorted(done)})
+    monkeypatch.setattr(demo_report, "write_report", lambda cfg, out, done, summary: out / "report.html")
+    cfg = DemoConfig(out=str(tmp_path / "run"))
+    with pytest.raises(RuntimeError, match="killed in c"):
+        demo.run_demo(cfg)
+    assert calls == ["a", "b", "c"]
+    state = json.loads((tmp_path / "run" / "demo_state.json").read_text())
+    assert sorted(state["steps"]) == ["a", "b"]
+    fail["at"] = None
+    summary = demo.run_demo(cfg)
+    assert calls == ["a", "b", "c", "c", "d"] and summary["steps"] == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="other settings.*n_images"):
+        demo.run_demo(DemoConfig(out=str(tmp_path / "run"), n_images=50))
+
+
+def test_presets_and_overrides(tmp_path):
+    from scripts.demo_config import QUICK_PRESET, DemoConfig, parse_demo_args
+
+    assert parse_demo_args(["--out", "d"]) == DemoConfig(out="d")
+    quick = parse_demo_args(["--out", "d", "--quick", "--ddpo_epochs", "3"])
+    assert quick.n_images == QUICK_PRESET["n_images"] and quick.ddpo_epochs == 3
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("n_images: 120\nseed: 5\n")
+    cfg = parse_demo_args(["--quick", "--config", str(yaml_file), "--out", "d", "--seed", "7"])
+    assert (cfg.n_images, cfg.seed, cfg.scorer_steps) == (120, 7, QUICK_PRESET["scorer_steps"])
+    with pytest.raises(ValueError, match="n_images"):
+        parse_demo_args(["--out", "d", "--n_images", "10"])
+
+
+@pytest.mark.slow
+def test_default_demo_end_to_end(tmp_path):
+    """The default preset, as the README's first command runs it (at most 10 minutes on 2 CPU cores)."""
+    out = tmp_path / "demo_out"
+    proc = _demo("--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in REQUIRED:
+        assert math.isfinite(summary[key]), key
+    assert summary["ceiling_srcc"] > 0.9
+    if "FALLBACK" not in summary["scorer_source"]:  # the shipped weights are in this install
+        # the fine-tuned scorer ranks unseen paintings, well above chance
+        assert summary["scorer_test_srcc"] > 0.3, summary
+    assert (out / "report.html").stat().st_size > 50_000
