@@ -54,6 +54,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _ddpo_curves(out: Path, watch: str) -> list[Path]:
+    """The trained reward and the watched one on separate axes (their scales differ by orders of magnitude)."""
+    from alignment.reward_worker import metric_name
+    from artquant_core.plots import plot_curves
+    from artquant_core.tracking import read_metrics
+
+    rows = [r for r in read_metrics(out / "ddpo") if "epoch" in r]
+    folder = out / "ddpo"
+    return [plot_curves(rows, "epoch", ["reward_mean", "eval_artquant_mean"], folder / "demo_artquant_curve.png",
+                        title="DDPO: ArtQuant reward", std_suffix="_std", ylabel="reward (0-1)"),
+            plot_curves(rows, "epoch", [f"eval_{metric_name(watch)}_mean"], folder / "demo_watch_curve.png",
+                        title=f"watched, never trained on: {watch}", std_suffix="_std", ylabel=watch)]
+
+
 def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], summary: dict[str, Any]) -> Path:
     """``out/report.html``: every picture embedded, so the one file is the whole report."""
     from artquant_core.checkpoint import latest_checkpoint
@@ -99,11 +113,13 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
         [f"held-out prompts, {summary['ddpo_watch_reward']} (hacking watch, never trained on)",
          summary["ddpo_watch_first"], summary["ddpo_watch_last"]],
     ], header=["reward", "first epoch", "last epoch"])
+    curves = _ddpo_curves(out, summary["ddpo_watch_reward"])
+    r.images(curves, ["ArtQuant reward: training samples (mean ± std) and held-out prompts",
+                      f"{summary['ddpo_watch_reward']} on held-out prompts (a jump here = reward hacking)"])
     grids = sorted((out / "ddpo" / "eval").glob("epoch_*.png"))
-    pictures = [out / "ddpo" / "reward_curve.png"] + ([grids[0], grids[-1]] if grids else [])
-    r.images(pictures, ["reward curve (mean ± std; eval_* on held-out prompts)",
-                        "held-out samples before DDPO (artquant reward under each)",
-                        "same prompts and seeds after DDPO"][:len(pictures)])
+    if grids:
+        r.images([grids[0], grids[-1]], ["held-out samples before DDPO (artquant reward under each)",
+                                         "same prompts and seeds after DDPO"])
     checkpoint = latest_checkpoint(out / "ddpo")
     r.paragraph(f"LoRA weights: {checkpoint}/pytorch_lora_weights.safetensors "
                 "(StableDiffusionPipeline.load_lora_weights).")

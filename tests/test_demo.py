@@ -75,37 +75,48 @@ def test_quick_scorer_folder_loads_and_scores(quick_run):
     assert (out / "rerank" / "after" / "contact_sheet.png").is_file()
 
 
-def test_rerun_same_settings_resumes_without_redoing(quick_run):
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The same command in-process (no second interpreter start-up)."""
+    from scripts.cli import main
+
+    code = main(["demo", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_rerun_same_settings_resumes_without_redoing(quick_run, capsys):
     out, _ = quick_run
     before = json.loads((out / "summary.json").read_text())
-    proc = _demo("--out", str(out), "--quick")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("done earlier") == 7
+    code, stdout, _ = _cli(capsys, "--out", str(out), "--quick")
+    assert code == 0
+    assert stdout.count("done earlier") == 7
     after = json.loads((out / "summary.json").read_text())
     assert {k: after[k] for k in REQUIRED} == {k: before[k] for k in REQUIRED}
 
 
-def test_rerun_other_settings_is_refused_in_one_line(quick_run):
+def test_rerun_other_settings_is_refused_in_one_line(quick_run, capsys):
     out, _ = quick_run
-    proc = _demo("--out", str(out), "--quick", "--seed", "1")
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
+    state = (out / "demo_state.json").read_text()
+    code, _, err = _cli(capsys, "--out", str(out), "--quick", "--seed", "1")
+    assert code == 1
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "other settings" in lines[0] and "seed: 0 -> 1" in lines[0]
+    assert (out / "demo_state.json").read_text() == state  # the old run is untouched
 
 
-def test_non_empty_folder_without_state_is_refused(tmp_path):
+def test_non_empty_folder_without_state_is_refused(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    proc = _demo("--out", str(tmp_path), "--quick")
-    assert proc.returncode == 1
-    assert "not empty" in proc.stderr and "demo_state.json" in proc.stderr
+    code, _, err = _cli(capsys, "--out", str(tmp_path), "--quick")
+    assert code == 1
+    assert "not empty" in err and "demo_state.json" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
 
 
-def test_missing_out_and_unknown_key_are_clear_errors():
-    proc = _demo("--quick")
-    assert proc.returncode == 1 and "--out" in proc.stderr
-    proc = _demo("--out", "x", "--ddpo_epoch", "3")
-    assert proc.returncode == 1 and "ddpo_epochs" in proc.stderr
+def test_missing_out_and_unknown_key_are_clear_errors(capsys):
+    code, _, err = _cli(capsys, "--quick")
+    assert code == 1 and "--out" in err
+    code, _, err = _cli(capsys, "--out", "x", "--ddpo_epoch", "3")
+    assert code == 1 and "ddpo_epochs" in err
 
 
 def test_interrupted_run_resumes_at_the_failed_step(tmp_path, monkeypatch):
