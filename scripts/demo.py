@@ -107,6 +107,8 @@ def step_finetune(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     train_cfg = ScorerTrainingConfig(
         output_dir=str(out / "scorer"), model_name_or_path=done["pretrained_eval"]["train_from"],
         train_data=str(out / "data" / "train.json"), tasks=cfg.scorer_tasks, seed=cfg.seed,
+        score_weight=cfg.scorer_score_weight, description_weight=cfg.scorer_description_weight,
+        description_fraction=cfg.scorer_description_fraction, attributes_per_record=cfg.scorer_attributes_per_record,
         max_steps=cfg.scorer_steps, per_device_train_batch_size=cfg.scorer_batch_size,
         learning_rate=cfg.scorer_learning_rate, warmup_ratio=0.1, logging_steps=max(1, cfg.scorer_steps // 20),
         save_strategy="no", eval_strategy="no", report_to="none")

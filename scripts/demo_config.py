@@ -42,6 +42,10 @@ class DemoConfig:
     scorer_batch_size: int = _f(8, "fine-tuning batch size")
     scorer_learning_rate: float = _f(1e-4, "fine-tuning peak learning rate (AdamW, cosine)")
     scorer_tasks: str = _f("score,description,attributes", "tasks mixed in fine-tuning (joint description + score)")
+    scorer_score_weight: float = _f(1.0, "weight of the score loss (the shipped weights' pre-training recipe)")
+    scorer_description_weight: float = _f(0.25, "weight of the description loss")
+    scorer_description_fraction: float = _f(0.25, "share of description records used (they are ~4x longer)")
+    scorer_attributes_per_record: int = _f(2, "attribute-score examples per painting (of 7)")
     describe_images: int = _f(4, "test images shown with attribute scores and a generated description")
     describe_max_new_tokens: int = _f(96, "length cap of each generated description")
     # DDPO
