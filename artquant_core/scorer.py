@@ -174,8 +174,10 @@ class ArtQuantScorer(nn.Module):
                           level_token_ids: torch.Tensor | None = None) -> ScoreOutput:
         """Softmax over the level tokens of ``next_token_logits (B, V)`` → expectation and spread."""
         ids = self.level_token_ids if level_token_ids is None else level_token_ids
-        probs = torch.softmax(next_token_logits[:, ids.to(next_token_logits.device)].float(), dim=-1)
-        anchors = self.anchors.to(probs.device)
+        logits = next_token_logits[:, ids.to(next_token_logits.device)]
+        # float32 at least (bf16 logits), float64 kept: gradient checks need it end to end.
+        probs = torch.softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=-1)
+        anchors = self.anchors.to(device=probs.device, dtype=probs.dtype)
         score = probs @ anchors
         var = (probs * (anchors[None, :] - score[:, None]) ** 2).sum(-1)
         return ScoreOutput(score=score, level_probs=probs, std=var.clamp_min(1e-12).sqrt())

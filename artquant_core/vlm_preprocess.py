@@ -189,6 +189,11 @@ def pil_to_uint8_tensor(image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(to_rgb(image), dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """float32, except that float64 stays float64 (finite-difference gradient checks need it)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def prepare_images(images, name: str = "images") -> tuple[list[torch.Tensor], bool]:
     """Validate an image batch; return ``(3, H, W)`` float images in [0, 1] and whether they were uint8.
 
@@ -205,7 +210,7 @@ def prepare_images(images, name: str = "images") -> tuple[list[torch.Tensor], bo
 
     if isinstance(images, torch.Tensor):
         was_uint8 = images.dtype == torch.uint8
-        return list(to_image_batch(images, name=name).float().unbind(0)), was_uint8
+        return list(_compute_dtype(to_image_batch(images, name=name)).unbind(0)), was_uint8
     if isinstance(images, Image.Image):
         images = [images]
     if not isinstance(images, (list, tuple)) or len(images) == 0:
@@ -220,7 +225,7 @@ def prepare_images(images, name: str = "images") -> tuple[list[torch.Tensor], bo
         if item.dim() != 3:
             raise ValueError(f"{name}[{i}] must have shape (3, H, W), got {tuple(item.shape)}")
         kinds.add(item.dtype == torch.uint8)
-        items.append(to_image_batch(item[None], name=f"{name}[{i}]")[0].float())
+        items.append(_compute_dtype(to_image_batch(item[None], name=f"{name}[{i}]")[0]))
     if len(kinds) > 1:
         raise ValueError(f"{name} mixes uint8 and float images; convert them to one kind")
     return items, kinds == {True}

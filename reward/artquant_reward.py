@@ -1,0 +1,147 @@
+"""The ArtQuant scorer as a batched, optionally differentiable reward.
+
+Two paths behind one call:
+
+- **no-grad** (the images do not require grad, or grad mode is off — DDPO,
+  reranking, evaluation): ``torch.inference_mode``, the model in eval mode, the
+  batch cut into chunks of ``max_batch``, optional bf16 autocast and
+  ``torch.compile`` (meant for GPUs);
+- **gradient** (the images require grad — DRaFT / AlignProp): the whole batch in
+  one differentiable call, full precision, so ``d reward / d pixels`` is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reward.base import BaseReward, output_dtype
+
+_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+           "float16": torch.float16, "fp32": None, "float32": None, "no": None, None: None}
+
+
+def _resolve_dtype(dtype: Any) -> torch.dtype | None:
+    if isinstance(dtype, torch.dtype):
+        return None if dtype == torch.float32 else dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown autocast dtype {dtype!r}; use one of bf16, fp16, fp32 or a torch.dtype")
+    return _DTYPES[dtype]
+
+
+_FROM_UINT8: contextvars.ContextVar[bool] = contextvars.ContextVar("artquant_reward_from_uint8", default=False)
+
+
+def _is_8bit(images: Any) -> bool:
+    if isinstance(images, torch.Tensor):
+        return images.dtype == torch.uint8
+    if isinstance(images, (list, tuple)) and images:
+        from PIL import Image
+
+        return all(isinstance(i, Image.Image) or (isinstance(i, torch.Tensor) and i.dtype == torch.uint8)
+                   for i in images)
+    return False
+
+
+class ArtQuantReward(BaseReward):
+    """Reward = the scorer's expected level score for ``aspect`` (``None`` = overall quality).
+
+    Args:
+        scorer_or_path: an ``ArtQuantScorer`` (or any module with ``.score(images, aspect)``
+            returning an object with ``.score`` and a ``.scale`` with ``.anchors``), or a
+            path / hub id for ``ArtQuantScorer.from_pretrained``.
+        aspect: attribute prompt, e.g. ``"composition"``; ``None`` scores overall quality.
+        normalize: map the score linearly from ``[min anchor, max anchor]`` to ``[0, 1]``.
+        max_batch: chunk size of the no-grad path (bounds memory; the gradient path is one call).
+        autocast_dtype: ``"bf16"``/``"fp16"``/``torch.bfloat16`` to autocast the no-grad path
+            (ignored on CPU unless ``autocast_on_cpu``); the gradient path never autocasts.
+        compile: wrap the no-grad scoring call in ``torch.compile`` (worth it on GPU only).
+        freeze: put the scorer in eval mode with ``requires_grad_(False)`` so that the
+            gradient path computes gradients for the images only.
+        device: move the scorer there (default: leave it where it is); images are moved to
+            the scorer's device and the reward comes back on the images' device.
+    """
+
+    differentiable = True
+
+    def __init__(self, scorer_or_path: Any, aspect: str | None = None, normalize: bool = True,
+                 max_batch: int = 32, autocast_dtype: Any = None, compile: bool = False,
+                 freeze: bool = True, device: str | torch.device | None = None,
+                 autocast_on_cpu: bool = False) -> None:
+        if isinstance(scorer_or_path, (str, Path)):
+            from artquant_core.scorer import ArtQuantScorer
+
+            scorer_or_path = ArtQuantScorer.from_pretrained(str(scorer_or_path))
+        if not hasattr(scorer_or_path, "score") or not hasattr(scorer_or_path, "scale"):
+            raise ValueError(f"ArtQuantReward needs a scorer with .score() and .scale, got "
+                             f"{type(scorer_or_path).__name__}")
+        if int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.scorer = scorer_or_path
+        if device is not None:
+            self.scorer.to(device)
+        if freeze and isinstance(self.scorer, torch.nn.Module):
+            self.scorer.eval().requires_grad_(False)
+        self.aspect = aspect
+        self.normalize = bool(normalize)
+        self.max_batch = int(max_batch)
+        self.autocast_dtype = _resolve_dtype(autocast_dtype)
+        self.autocast_on_cpu = bool(autocast_on_cpu)
+        self.name = "artquant" if aspect is None else f"artquant@{aspect}"
+        anchors = [float(a) for a in self.scorer.scale.anchors]
+        self.low, self.high = min(anchors), max(anchors)
+        if not self.high > self.low:
+            raise ValueError(f"scorer scale anchors {anchors} do not span a range")
+        self._score_fn = self.scorer.score
+        self._compiled_fn = torch.compile(self.scorer.score) if compile else None
+
+    @property
+    def device(self) -> torch.device:
+        params = self.scorer.parameters() if isinstance(self.scorer, torch.nn.Module) else iter(())
+        first = next(params, None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def _map(self, scores: torch.Tensor) -> torch.Tensor:
+        if not self.normalize:
+            return scores
+        return (scores - self.low) / (self.high - self.low)
+
+    def _autocast(self, device: torch.device):
+        if self.autocast_dtype is None or (device.type == "cpu" and not self.autocast_on_cpu):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    def __call__(self, images: Any, prompts: Any = None) -> torch.Tensor:
+        # 8-bit inputs (uint8 tensors, PIL images) are handed to the scorer as uint8 again, so
+        # that its preprocessing emulates PIL's rounding and the reward equals `artquant score`.
+        # A context variable, not object state: safe when DDPO scores from a worker thread,
+        # and the reward stays copyable / picklable.
+        token = _FROM_UINT8.set(_is_8bit(images))
+        try:
+            return super().__call__(images, prompts)
+        finally:
+            _FROM_UINT8.reset(token)
+
+    def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
+        device = self.device
+        if images.requires_grad and torch.is_grad_enabled():
+            # Gradient path: one differentiable call in the images' own precision.
+            scores = self._score_fn(images.to(device), aspect=self.aspect).score
+            return self._map(scores)
+        score_fn = self._compiled_fn or self._score_fn
+        chunks = []
+        with torch.inference_mode(), self._autocast(device):
+            for start in range(0, images.shape[0], self.max_batch):
+                chunk = images[start:start + self.max_batch].to(device, non_blocking=True)
+                if _FROM_UINT8.get():
+                    chunk = (chunk * 255.0).round_().to(torch.uint8)
+                chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(images)))
+        return self._map(torch.cat(chunks))
+
+    def __repr__(self) -> str:
+        return (f"ArtQuantReward(scorer={type(self.scorer).__name__}, aspect={self.aspect!r}, "
+                f"normalize={self.normalize}, max_batch={self.max_batch})")

@@ -1,0 +1,148 @@
+"""``load_reward(spec)``: build a reward from a one-line string (config files, the CLI).
+
+Grammar (whitespace around ``+`` and ``*`` is ignored)::
+
+    spec   := term ( "+" term )*
+    term   := reward [ "*" weight ]  |  weight "*" reward
+    reward := "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  SIMPLE_NAME
+    weight := a float: 0.8, -1, .5, 2e-3, 1E+2
+
+``artquant`` alone is the embedded tiny scorer with its shipped weights;
+``artquant:PATH`` loads ``ArtQuantScorer.from_pretrained(PATH)`` (PATH may hold
+``-``, ``.``, ``/``, ``:`` and even ``+`` or ``@``); ``@ASPECT`` scores one attribute
+(``artquant:runs/s1@composition``). If ``PATH@x`` exists on disk it is taken as a
+path. A single unweighted term gives that reward; anything else gives a
+:class:`~reward.composite.CompositeReward` keyed by the rewards' names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from reward.base import Reward
+from reward.simple import SIMPLE_REWARDS
+
+_FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TRAILING_WEIGHT = re.compile(rf"^(?P<body>.*?)\s*\*\s*(?P<w>{_FLOAT})\s*$", re.S)
+_LEADING_WEIGHT = re.compile(rf"^\s*(?P<w>{_FLOAT})\s*\*\s*(?P<body>.*)$", re.S)
+_ASPECT = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+def known_rewards() -> list[str]:
+    return ["artquant", *SIMPLE_REWARDS]
+
+
+def _starts_term(text: str) -> bool:
+    """Does ``text`` (what follows a '+') begin a new term?"""
+    text = text.lstrip()
+    if not text or _LEADING_WEIGHT.match(text):  # a trailing '+' splits, then fails as an empty term
+        return True
+    for name in known_rewards():
+        if text.startswith(name) and (len(text) == len(name) or text[len(name)] in ":@*+ \t"):
+            return True
+    return False
+
+
+def split_terms(spec: str) -> list[str]:
+    """Split at the '+' signs that start a new term (not those inside paths or exponents)."""
+    terms, start = [], 0
+    for i, char in enumerate(spec):
+        if char == "+" and _starts_term(spec[i + 1:]) and not re.search(r"\d[eE]$", spec[start:i]):
+            terms.append(spec[start:i])
+            start = i + 1
+    terms.append(spec[start:])
+    return [t.strip() for t in terms]
+
+
+def parse_term(term: str) -> tuple[str, float]:
+    """``"brightness*0.5"`` -> ``("brightness", 0.5)``; the weight defaults to 1."""
+    if not term:
+        raise ValueError("empty term in reward spec (a stray '+'?)")
+    match = _TRAILING_WEIGHT.match(term)
+    if match and match.group("body"):
+        return match.group("body").strip(), float(match.group("w"))
+    match = _LEADING_WEIGHT.match(term)
+    if match and match.group("body"):
+        return match.group("body").strip(), float(match.group("w"))
+    return term.strip(), 1.0
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, known_rewards(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ValueError(f"unknown reward {name!r}{hint}; known rewards: {', '.join(known_rewards())} "
+                      "(artquant takes ':PATH' and '@ASPECT')")
+
+
+def _split_aspect(rest: str) -> tuple[str, str | None]:
+    """``"PATH@aspect"`` -> ``("PATH", "aspect")`` unless ``PATH@aspect`` is itself a path."""
+    if "@" not in rest:
+        return rest, None
+    path, aspect = rest.rsplit("@", 1)
+    if _ASPECT.match(aspect) and not Path(rest).exists():
+        return path, aspect
+    return rest, None
+
+
+def build_single(body: str, **artquant_options: Any) -> Reward:
+    """One reward from a term without weight."""
+    name, sep, rest = body.partition(":")
+    name = name.strip()
+    if "@" in name and not sep:  # "artquant@composition"
+        name, _, aspect_only = name.partition("@")
+        rest = "@" + aspect_only
+    if name == "artquant":
+        path, aspect = _split_aspect(rest)
+        if sep and not path:
+            raise ValueError(f"reward spec {body!r}: 'artquant:' needs a path after the colon")
+        return _artquant(path or None, aspect, **artquant_options)
+    if name in SIMPLE_REWARDS:
+        if sep or rest:
+            raise ValueError(f"reward {name!r} takes no ':PATH' or '@ASPECT' (got {body!r})")
+        return SIMPLE_REWARDS[name]()
+    raise _unknown(name if name else body)
+
+
+def _artquant(path: str | None, aspect: str | None, **options: Any) -> Reward:
+    from reward.artquant_reward import ArtQuantReward
+
+    if path is None:
+        from artquant_core.tiny import build_tiny_scorer
+
+        try:
+            scorer = build_tiny_scorer(pretrained=True)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"reward 'artquant': the embedded tiny scorer's trained weights are "
+                                    f"not shipped in this install ({exc}); use 'artquant:PATH'") from exc
+        return ArtQuantReward(scorer, aspect=aspect, **options)
+    if not Path(path).exists() and not re.match(r"^[\w.-]+/[\w.-]+$", path):
+        raise FileNotFoundError(f"reward 'artquant:{path}': no scorer at {path!r}")
+    return ArtQuantReward(path, aspect=aspect, **options)
+
+
+def load_reward(spec: str, normalize: str = "none", **artquant_options: Any) -> Reward:
+    """Build the reward described by ``spec`` (see the module docstring for the grammar).
+
+    ``normalize`` is the :class:`CompositeReward` mode used when the spec is a sum;
+    ``artquant_options`` go to every :class:`ArtQuantReward` (``max_batch``, ``autocast_dtype``,
+    ``compile``, ``device``).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"reward spec must be a non-empty string, got {spec!r}; known rewards: "
+                         f"{', '.join(known_rewards())}")
+    terms = [parse_term(t) for t in split_terms(spec.strip())]
+    if len(terms) == 1 and terms[0][1] == 1.0 and normalize == "none":
+        return build_single(terms[0][0], **artquant_options)
+    from reward.composite import CompositeReward
+
+    components: dict[str, tuple[Reward, float]] = {}
+    for body, weight in terms:
+        reward = build_single(body, **artquant_options)
+        key, suffix = reward.name, 2
+        while key in components:
+            key, suffix = f"{reward.name}_{suffix}", suffix + 1
+        components[key] = (reward, weight)
+    return CompositeReward(components, normalize=normalize, name=spec.strip())
