@@ -123,3 +123,24 @@ def test_lora_over_an_in_memory_base_saves_the_base_too(tmp_path):
     assert (tmp_path / "adapter" / "base_model" / "model.safetensors").exists()
     loaded = ArtQuantScorer.from_pretrained(tmp_path / "adapter")
     assert torch.allclose(loaded.score(x).score, scorer.score(x).score, atol=1e-6)
+
+
+def test_plain_vlm_folder_without_scorer_file_loads_with_defaults(saved, tmp_path):
+    """The path real checkpoints take: family from config.model_type, APDD scale, ArtQuant prompts."""
+    import shutil
+
+    scorer, folder = saved
+    plain = tmp_path / "plain"
+    shutil.copytree(folder, plain)
+    (plain / "artquant_scorer.json").unlink()
+    loaded = ArtQuantScorer.from_pretrained(plain)
+    assert loaded.family.name == scorer.family.name
+    assert loaded.scale.anchors == (10.0, 7.5, 5.0, 3.5, 1.0)
+    assert loaded.answer_prefix == "The quality of the painting is"
+
+
+def test_local_paths_and_hub_ids_are_told_apart():
+    from artquant_core.scorer_io import _is_local
+
+    assert not _is_local("Qwen/Qwen2.5-VL-7B-Instruct") and not _is_local("llava-hf/llava-1.5-7b-hf")
+    assert _is_local("./scorer") and _is_local("/abs/scorer") and _is_local("runs/a/scorer")
