@@ -168,3 +168,32 @@ def test_partial_or_incomplete_checkpoints_are_never_resumed(trained, tmp_path):
         resolve_resume(config, True)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         resolve_resume(ScorerTrainingConfig(output_dir=str(tmp_path / "empty")), True)
+
+
+def test_lora_training_saves_an_adapter_that_reloads(setup, tmp_path):
+    from artquant_core.scorer import ArtQuantScorer
+    from artquant_core.training import ScorerTrainingConfig, train_scorer
+
+    out = tmp_path / "lora"
+    args = train_args(setup, out, max_steps=2, save_steps=2, eval_strategy="no", use_lora="true", lora_rank=4,
+                      lora_alpha=8, train_vision_tower="true", tasks="score")
+    train_scorer(parse_config(ScorerTrainingConfig, args))
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    assert (out / "adapter_model.safetensors").is_file()
+    tuned = ArtQuantScorer.from_pretrained(out)
+    base = ArtQuantScorer.from_pretrained(setup["base"])
+    images = torch.randint(0, 255, (3, 3, 32, 32), dtype=torch.uint8)
+    assert not torch.allclose(tuned.score(images).score, base.score(images).score)
+
+
+def test_shipped_configs_parse():
+    from artquant_core.training import ScorerTrainingConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    qwen = parse_config(ScorerTrainingConfig, ["--config", str(root / "scorer_qwen2_5_vl_7b_lora.yaml"),
+                                               "--bf16", "false"])  # bf16 needs a GPU here
+    assert (qwen.lora_rank, qwen.lora_alpha, qwen.learning_rate, qwen.per_device_train_batch_size,
+            qwen.gradient_accumulation_steps, qwen.num_train_epochs, qwen.warmup_steps) == (128, 256, 2e-5, 4, 4, 3, 0.03)
+    assert qwen.use_lora and qwen.gradient_checkpointing and qwen.lr_scheduler_type.value == "cosine"
+    for name in ("scorer_llava_1_5_7b_lora.yaml", "scorer_tiny.yaml", "pretrain_tiny.yaml"):
+        parse_config(ScorerTrainingConfig, ["--config", str(root / name), "--bf16", "false"])
