@@ -123,6 +123,23 @@ class ScorerTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         self.scorer.save_pretrained(output_dir)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Load full weights through ``from_pretrained``, strictly.
+
+        transformers 5 saves some VLMs under their original key names; the stock
+        resume loads the state dict non-strictly and would silently skip them.
+        """
+        model = model or self.model
+        if hasattr(model, "peft_config") or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        fresh = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        result = model.load_state_dict(fresh.state_dict(), strict=False)
+        missing = [k for k in result.missing_keys if k not in (getattr(model, "_tied_weights_keys", None) or ())]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"checkpoint {resume_from_checkpoint} does not match the model: missing "
+                             f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+
     def _get_output_dir(self, trial) -> str:
         return getattr(self, "_staging_root", None) or super()._get_output_dir(trial)
 
