@@ -58,14 +58,17 @@ class DDPOSetup:
         dtype = _DTYPES[cfg.mixed_precision] if acc.device.type != "cpu" else torch.float32
         pipe = load_sd_pipeline(pretrained, device=acc.device)
         self.scheduler, self.vae, unet = pipe.scheduler, pipe.vae, pipe.unet
-        self.vae.to(dtype=dtype)
-        pipe.text_encoder.to(dtype=dtype)
+        if dtype != torch.float32:
+            self.vae.to(dtype=dtype)
+            pipe.text_encoder.to(dtype=dtype)
         if cfg.channels_last:
             unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
         self._ref_unet = None
+        torch.manual_seed(cfg.seed)  # the adapter's initial weights
         if cfg.use_lora:
-            unet.to(dtype=dtype)
+            if dtype != torch.float32:
+                unet.to(dtype=dtype)
             from alignment.lora import add_lora
 
             self.trainable_params = add_lora(unet, cfg.lora_rank)

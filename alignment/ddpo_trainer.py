@@ -146,30 +146,44 @@ class DDPOTrainer:
         # per sample, a random subset of its timesteps (train_timestep_fraction of them)
         k = max(1, int(num_steps * cfg.train_timestep_fraction))
         steps = torch.stack([torch.randperm(num_steps, generator=gen)[:k] for _ in range(n)])
-        chunk = cfg.train_timestep_batch or k
         micro = [order[i:i + cfg.train_batch_size] for i in range(0, n, cfg.train_batch_size)]
         accum = cfg.train_gradient_accumulation_steps
         stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "kl": []}
         s.unet.train()
         for m, idx in enumerate(micro):
-            chunks = [steps[idx, j:j + chunk] for j in range(0, k, chunk)]
-            for c, cols in enumerate(chunks):
-                last = (m + 1) % accum == 0 and c == len(chunks) - 1
-                with acc.no_sync(s.unet) if not last else contextlib.nullcontext():
-                    loss, st = self._chunk_loss(samples, idx, cols)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"non-finite DDPO loss ({loss.item()}) at epoch {epoch}, micro-batch {m}; the step "
-                            "was not applied and the last checkpoint is intact")
-                    # scale so the update equals the mean over all (micro-batch, timestep) losses
-                    acc.backward(loss * cols.shape[1] / (k * accum))
-                for key, v in st.items():
-                    stats[key].append(float(v))
-            if (m + 1) % accum == 0:
-                acc.clip_grad_norm_(s.trainable_params, cfg.max_grad_norm)
+            sync = (m + 1) % accum == 0
+            for key, v in self.backward_micro_batch(samples, idx, steps[idx], accum, sync, epoch).items():
+                stats[key].extend(v)
+            if sync:
+                s.accelerator.clip_grad_norm_(s.trainable_params, cfg.max_grad_norm)
                 s.optimizer.step()
                 s.optimizer.zero_grad(set_to_none=True)
         return {k: float(np.mean(v)) if v else None for k, v in stats.items()}
+
+    def backward_micro_batch(self, samples, idx: torch.Tensor, cols: torch.Tensor, accum: int, sync: bool,
+                             epoch: int = 0) -> dict[str, list[float]]:
+        """Accumulate the gradient of micro-batch ``idx`` over its trained timestep positions ``cols`` (b, k).
+
+        All k timesteps go through one UNet call (or chunks of ``train_timestep_batch``); each chunk's
+        loss is weighted by its share of the k timesteps, so the gradient is the same as one backward
+        per timestep. Gradients are synchronised across processes only with ``sync``.
+        """
+        acc, k = self.s.accelerator, cols.shape[1]
+        chunk = self.config.train_timestep_batch or k
+        parts = [cols[:, j:j + chunk] for j in range(0, k, chunk)]
+        stats: dict[str, list[float]] = {}
+        for c, part in enumerate(parts):
+            last = sync and c == len(parts) - 1
+            with acc.no_sync(self.s.unet) if not last else contextlib.nullcontext():
+                loss, st = self._chunk_loss(samples, idx, part)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite DDPO loss ({loss.item()}) at epoch {epoch}; the step was not applied "
+                        "and the last checkpoint is intact")
+                acc.backward(loss * part.shape[1] / (k * accum))
+            for key, v in st.items():
+                stats.setdefault(key, []).append(float(v))
+        return stats
 
     def _chunk_loss(self, samples, idx: torch.Tensor, cols: torch.Tensor):
         """PPO(-KL) loss of samples ``idx`` at their timestep positions ``cols`` in ONE UNet call."""

@@ -3,7 +3,7 @@
 Same architecture family as SD 1.5 (UNet2DConditionModel, AutoencoderKL,
 CLIPTextModel, CLIPTokenizer, DDIMScheduler), only small: UNet block channels
 32/64 with one layer per block and cross-attention dim 32, a 4-level VAE
-(8x down-sampling, so an 8x8 latent decodes to 64 px) and a 2-layer CLIP text
+(8x down-sampling, so an 8x8 latent decodes to 64 px, output gain calibrated, see below) and a 2-layer CLIP text
 encoder. The tokenizer is a CLIP byte-level BPE whose vocabulary and merges
 are written here from a word list, so nothing is downloaded. Everything a real
 SD folder can do, this folder does: ``StableDiffusionPipeline.from_pretrained``,
@@ -88,14 +88,20 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0) -> str:
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
         block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=8, norm_num_groups=32,
+        attention_head_dim=8, norm_num_groups=8,
     )
     torch.manual_seed(seed + 1)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
-        block_out_channels=(16, 32, 32, 32), norm_num_groups=16,
+        block_out_channels=(16, 32, 32, 32), norm_num_groups=1,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     )
+    # A plain random decoder maps every latent to near-uniform grey: its GroupNorms remove per-channel
+    # means and the output conv is small. One group per norm and a 3x output gain give images whose
+    # brightness and colours vary with the latent (std ~0.01 of brightness across latents), so image
+    # rewards have something for the fine-tuning to move.
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(3.0)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -15,7 +15,9 @@ Two entry points:
 from __future__ import annotations
 
 import functools
+import struct
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +34,9 @@ RANGE_TOLERANCE = 1e-6
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WHITE = (255, 255, 255)
 _truncated_flag_lock = threading.Lock()
+# What PIL's decoders and EXIF parser raise on bad bytes (besides ValueError).
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, KeyError, IndexError, TypeError, struct.error,
+                  zlib.error, Image.DecompressionBombError)
 
 
 def _has_transparency(img: Image.Image) -> bool:
@@ -100,7 +105,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         if str(path) in str(exc):
             raise
         raise ValueError(f"cannot read image {path}: {exc}") from exc
-    except (OSError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ValueError(f"cannot read image {path} (truncated or corrupt?): {exc}") from exc
 
 
@@ -215,7 +220,9 @@ def to_image_batch(images: Any, name: str = "images",
     hw = _size_hw(size)
     if isinstance(images, torch.Tensor):
         batch = _tensor_batch(images, name)
-        if hw is not None and tuple(batch.shape[-2:]) != hw and batch.shape[0] > 0:
+        if hw is not None and batch.shape[0] == 0:
+            return batch.new_zeros((0, 3) + hw)
+        if hw is not None and tuple(batch.shape[-2:]) != hw:
             batch = torch.nn.functional.interpolate(batch, size=hw, mode="bilinear",
                                                     antialias=True, align_corners=False).clamp(0, 1)
         return batch

@@ -13,12 +13,13 @@ Two paths behind one call:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from reward.base import BaseReward
+from reward.base import BaseReward, output_dtype
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
            "float16": torch.float16, "fp32": None, "float32": None, "no": None, None: None}
@@ -30,6 +31,20 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     if dtype not in _DTYPES:
         raise ValueError(f"unknown autocast dtype {dtype!r}; use one of bf16, fp16, fp32 or a torch.dtype")
     return _DTYPES[dtype]
+
+
+_FROM_UINT8: contextvars.ContextVar[bool] = contextvars.ContextVar("artquant_reward_from_uint8", default=False)
+
+
+def _is_8bit(images: Any) -> bool:
+    if isinstance(images, torch.Tensor):
+        return images.dtype == torch.uint8
+    if isinstance(images, (list, tuple)) and images:
+        from PIL import Image
+
+        return all(isinstance(i, Image.Image) or (isinstance(i, torch.Tensor) and i.dtype == torch.uint8)
+                   for i in images)
+    return False
 
 
 class ArtQuantReward(BaseReward):
@@ -100,6 +115,17 @@ class ArtQuantReward(BaseReward):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
+    def __call__(self, images: Any, prompts: Any = None) -> torch.Tensor:
+        # 8-bit inputs (uint8 tensors, PIL images) are handed to the scorer as uint8 again, so
+        # that its preprocessing emulates PIL's rounding and the reward equals `artquant score`.
+        # A context variable, not object state: safe when DDPO scores from a worker thread,
+        # and the reward stays copyable / picklable.
+        token = _FROM_UINT8.set(_is_8bit(images))
+        try:
+            return super().__call__(images, prompts)
+        finally:
+            _FROM_UINT8.reset(token)
+
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         device = self.device
         if images.requires_grad and torch.is_grad_enabled():
@@ -111,11 +137,10 @@ class ArtQuantReward(BaseReward):
         with torch.inference_mode(), self._autocast(device):
             for start in range(0, images.shape[0], self.max_batch):
                 chunk = images[start:start + self.max_batch].to(device, non_blocking=True)
-                chunks.append(score_fn(chunk, aspect=self.aspect).score.float())
-        scores = torch.cat(chunks)
-        if images.dtype == torch.float64:
-            scores = scores.double()
-        return self._map(scores)
+                if _FROM_UINT8.get():
+                    chunk = (chunk * 255.0).round_().to(torch.uint8)
+                chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(images)))
+        return self._map(torch.cat(chunks))
 
     def __repr__(self) -> str:
         return (f"ArtQuantReward(scorer={type(self.scorer).__name__}, aspect={self.aspect!r}, "

@@ -179,6 +179,7 @@ def test_to_image_batch_empty():
     assert to_image_batch(torch.zeros(0, 3, 8, 8, dtype=torch.uint8)).dtype == torch.float32
     assert to_image_batch([]).shape == (0, 3, 0, 0)
     assert to_image_batch([], size=16).shape == (0, 3, 16, 16)
+    assert to_image_batch(torch.zeros(0, 3, 8, 8), size=(4, 5)).shape == (0, 3, 4, 5)
 
 
 def test_to_image_batch_pil_list():

@@ -59,9 +59,6 @@ def _folder_images(folder: str) -> tuple[list, list[str]]:
 
 
 def _sample(args: argparse.Namespace) -> tuple[object, list[str], list[str]]:
-    import torch
-    from diffusers import StableDiffusionPipeline
-
     if not args.prompt:
         raise ValueError("--pipeline needs at least one --prompt")
     if not args.n or args.n < 1:
@@ -69,6 +66,9 @@ def _sample(args: argparse.Namespace) -> tuple[object, list[str], list[str]]:
     path = Path(args.pipeline)
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(f"--pipeline: no diffusers pipeline (model_index.json) in {path}")
+    import torch
+    from diffusers import StableDiffusionPipeline
+
     pipe = StableDiffusionPipeline.from_pretrained(str(path), safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     batches, names = [], []
