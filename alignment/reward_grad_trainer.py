@@ -229,7 +229,8 @@ class RewardGradTrainer:
             "global_step": self.global_step,
             "reward_mean": gathered.mean().item(), "reward_std": gathered.std(unbiased=False).item(),
             "reward_min": gathered.min().item(), "reward_max": gathered.max().item(),
-            "loss": float(np.mean(losses)), "grad_norm": float(np.mean(grad_norms)), **timing,
+            "loss": acc.reduce(torch.tensor(float(np.mean(losses)), device=acc.device), reduction="mean").item(),
+            "grad_norm": float(np.mean(grad_norms)), **timing,
             "samples_per_s": cfg.samples_per_epoch * acc.num_processes / total_s if total_s > 0 else 0.0,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         }

@@ -1,6 +1,12 @@
 """Reward-gradient fine-tuning (DRaFT-K / AlignProp) on the tiny SD: refusal, gradients, learning, outputs, resume."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +14,8 @@ import torch
 from alignment import RewardGradConfig, RewardGradTrainer
 from artquant_core.config import parse_config
 from artquant_core.tracking import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Darkness:
@@ -205,3 +213,57 @@ def test_resume_from_latest_equals_uninterrupted(tiny_sd, tmp_path):
     assert [r["step"] for r in rows_b] == [0, 1, 2, 3]
     strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_s") and k not in ("samples_per_s", "peak_rss_mib")}
     assert [strip(r) for r in rows_a] == [strip(r) for r in rows_b]
+
+
+# ------------------------------------------------------------------ processes: kill -9, accelerate
+def _cli(tiny_sd, out, *extra):
+    return [sys.executable, "-m", "scripts.cli", "reward-grad", "--pretrained_model", tiny_sd, "--output_dir", str(out),
+            "--sample_num_steps", "3", "--truncated_backprop_steps", "2", "--train_steps_per_epoch", "1",
+            "--train_batch_size", "2", "--eval_prompts", "a boat on the sea", "--checkpoint_every", "1",
+            "--learning_rate", "0.05", "--prompts", "a painting of a cat", "a painting of a dog", *extra]
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_latest_gives_the_uninterrupted_weights(tiny_sd, tmp_path):
+    from safetensors.torch import load_file
+
+    whole = RewardGradTrainer(config(tiny_sd, tmp_path / "whole", num_epochs=4, eval_prompts=["a boat on the sea"],
+                                     prompts=["a painting of a cat", "a painting of a dog"]))
+    whole.train()
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(tiny_sd, out, "--num_epochs", "4"), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-2").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "checkpoint-4").exists()
+    done = subprocess.run(_cli(tiny_sd, out, "--num_epochs", "4", "--resume_from", "latest"), env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = load_file(str(tmp_path / "whole" / "checkpoint-4" / "unet_lora_peft.safetensors"))
+    b = load_file(str(out / "checkpoint-4" / "unet_lora_peft.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_metrics(out) if "step" in r] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tiny_sd, tmp_path):
+    out = tmp_path / "mp"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
+    cmd = launch + _cli(tiny_sd, out, "--num_epochs", "2", "--train_batch_size", "1")[2:]
+    done = subprocess.run(cmd, env={**_env(), "ACCELERATE_USE_CPU": "true"}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [r for r in read_metrics(out) if "reward_mean" in r]
+    assert len(rows) == 2
+    # one sample per process, gathered: two different trajectories per epoch
+    assert all(r["reward_min"] < r["reward_max"] for r in rows)
+    assert all(r["samples_per_s"] > 0 for r in rows)
+    assert (out / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
