@@ -148,20 +148,18 @@ def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
 # ------------------------------------------------------------------------ learning, outputs
 @pytest.mark.slow
 def test_short_run_raises_brightness_and_darkness_lowers_it(tiny_sd, tmp_path):
-    # Full backpropagation (K = T, AlignProp) with full fine-tuning: on the random tiny SD the attention
-    # LoRA alone moves brightness by ~1e-5 only; the whole UNet moves it steadily.
-    kw = dict(num_epochs=3, use_lora=False, learning_rate=3e-3, truncated_backprop_steps=3, train_steps_per_epoch=2)
+    kw = dict(num_epochs=3, learning_rate=1e-2, truncated_backprop_steps=2, train_steps_per_epoch=2)  # LoRA
     up = RewardGradTrainer(config(tiny_sd, tmp_path / "up", **kw)).train()
     rows = [r for r in read_metrics(tmp_path / "up") if "eval_brightness_mean" in r]
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
     first, last = rows[0]["eval_brightness_mean"], up["eval_brightness_mean"]
-    assert last > first + 1e-3, (first, last)
+    assert last > first + 0.02, (first, last)
     assert all(b["eval_brightness_mean"] > a["eval_brightness_mean"] for a, b in zip(rows, rows[1:]))
 
     RewardGradTrainer(config(tiny_sd, tmp_path / "down", **kw), reward=Darkness()).train()
     down = [r for r in read_metrics(tmp_path / "down") if "eval_darkness_mean" in r]
     assert down[0]["eval_darkness_mean"] == pytest.approx(1 - first, abs=2e-6)  # same eval noise, same start
-    assert down[-1]["eval_darkness_mean"] > down[0]["eval_darkness_mean"] + 1e-3
+    assert down[-1]["eval_darkness_mean"] > down[0]["eval_darkness_mean"] + 0.02
 
 
 def test_outputs_and_checkpoint_loadable_by_stable_diffusion_pipeline(tiny_sd, tmp_path):
