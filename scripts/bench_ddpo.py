@@ -72,35 +72,35 @@ def ensure_peer_venv(venv: Path) -> Path:
 
 
 def run_ours(pipeline: str, epochs: int, threads: int, result: str) -> int:
-    """Worker: our DDPOTrainer for ``epochs`` epochs; per-epoch wall time measured around each epoch."""
+    """Worker: our DDPOTrainer for ``epochs`` epochs, timed around each epoch (sample + reward + train)."""
     import torch
 
     torch.set_num_threads(threads)
     from alignment import DDPOConfig, DDPOTrainer
 
     out_dir = tempfile.mkdtemp(prefix="ours-ddpo-")
-    config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], output_dir=out_dir, seed=0,
-                        num_epochs=epochs, checkpoint_every=0, log_with=None, **OUR_SETTINGS)
+    config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
+                        output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
+                        resolution=64, **OUR_SETTINGS)
     t0 = time.perf_counter()
     trainer = DDPOTrainer(config)
     setup_s = time.perf_counter() - t0
-    marks: list[float] = []
-    trainer.add_epoch_callback(lambda *_: marks.append(time.perf_counter()))
-    start = time.perf_counter()
-    trainer.train()
-    from artquant_core.tracking import read_metrics
-
-    rows = [r for r in read_metrics(out_dir) if "epoch" in r]
     per_epoch = int(config.sample_batch_size * config.sample_num_batches_per_epoch)
-    epochs_out, previous = [], start
-    for i, mark in enumerate(marks):
-        row = rows[i] if i < len(rows) else {}
-        epoch_s = mark - previous
-        previous = mark
-        epochs_out.append({"epoch": i, "epoch_s": epoch_s, "samples": per_epoch, "samples_per_s": per_epoch / epoch_s,
-                           "sample_s": row.get("sample_s"), "train_s": row.get("train_s"),
-                           "reward_s": row.get("reward_s")})
-        print(f"ours epoch {i}: {epoch_s:.2f} s ({per_epoch / epoch_s:.3f} samples/s)", flush=True)
+    epochs_out: list[dict] = []
+    run_epoch = trainer._epoch  # the whole epoch: sampling, (async) rewards, advantages, training
+
+    def timed_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
+        metrics = run_epoch(epoch)
+        epoch_s = time.perf_counter() - start
+        epochs_out.append({"epoch": epoch, "epoch_s": epoch_s, "samples": per_epoch,
+                           "samples_per_s": per_epoch / epoch_s, "sample_s": metrics.get("sample_s"),
+                           "train_s": metrics.get("train_s"), "reward_s": metrics.get("reward_s")})
+        print(f"ours epoch {epoch}: {epoch_s:.2f} s ({per_epoch / epoch_s:.3f} samples/s)", flush=True)
+        return metrics
+
+    trainer._epoch = timed_epoch
+    trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
         "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
