@@ -115,12 +115,19 @@ class DDPOSetup:
                                   resume_step=resume_step, is_main_process=self.accelerator.is_main_process)
 
     def log(self, row: dict[str, Any], step: int) -> dict[str, Any]:
+        """Append a metrics row; redraw reward_curve.png (the training reward, on training samples and
+        held-out prompts) and eval_rewards_curve.png (the watch-only ``eval_rewards``: other scales)."""
         self.tracker.log(row, step)
         if self.accelerator.is_main_process:
-            keys = ["reward_mean"] + sorted({k for r in self.tracker.rows() for k in r
-                                             if k.startswith("eval_") and k.endswith("_mean")})
-            self.tracker.plot("reward_curve.png", "epoch", keys, title="DDPO reward (mean ± std)",
-                              std_suffix="_std", ylabel="reward")
+            own = f"eval_{metric_name(self.reward.name)}_mean"
+            self.tracker.plot("reward_curve.png", "epoch", ["reward_mean", own],
+                              title=f"DDPO reward {self.reward.name} (mean ± std)", std_suffix="_std",
+                              ylabel="reward")
+            others = [f"eval_{metric_name(r.name)}_mean" for r in self.eval_rewards]
+            others = [k for k in dict.fromkeys(others) if k != own]
+            if others:
+                self.tracker.plot("eval_rewards_curve.png", "epoch", others, std_suffix="_std",
+                                  title="held-out rewards (not trained on)", ylabel="reward")
         return row
 
     def save_eval_grid(self, images: torch.Tensor, captions: list[str], epoch: int) -> None:

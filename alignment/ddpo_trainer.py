@@ -116,7 +116,8 @@ class DDPOTrainer:
         local = torch.cat([r for r, _ in scored])
         rewards = acc.gather(local.to(acc.device)).cpu()
         ids_all = acc.gather(torch.cat(prompt_ids).to(acc.device)).cpu()
-        metrics = {"sample_s": sample_s, "reward_s": reward_s, **_summary("reward", rewards)}
+        metrics = {"sample_s": sample_s, "reward_s": reward_s, "num_samples": rewards.numel(),
+                   **_summary("reward", rewards)}
         for name in scored[0][1]:
             comp = acc.gather(torch.cat([c[name] for _, c in scored]).to(acc.device)).cpu()
             metrics[f"reward_{metric_name(name)}_mean"] = comp.mean().item()
