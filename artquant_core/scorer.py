@@ -120,7 +120,9 @@ class ArtQuantScorer(nn.Module):
         """Model inputs for a batch, LEFT padded, on the model's device.
 
         ``images``: tensor ``(B, 3, H, W)`` float in [0, 1] / uint8, or a list of PIL
-        images; they go through the family's torch-native preprocessing, so gradients
+        images or ``(3, H, W)`` tensors (sizes may differ; uint8 items are resized with
+        the HF processor's uint8 rounding, so no PIL round trip is needed); they go
+        through the family's torch-native preprocessing, so gradients
         flow back to a float tensor input. ``questions``: one per image; a leading
         ``<image>`` placeholder (as records store the human turn) is dropped, since the
         family adapter places the image tokens itself.

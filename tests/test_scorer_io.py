@@ -110,3 +110,37 @@ def test_cli_missing_image_is_one_line_error(saved, tmp_path):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "nope.png does not exist" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_lora_over_an_in_memory_base_saves_the_base_too(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    scorer = build_tiny_scorer(seed=2, pretrained=False)
+    scorer.model = get_peft_model(scorer.model, LoraConfig(r=2, lora_alpha=4, init_lora_weights=False,
+                                                           target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    scorer.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "base_model" / "model.safetensors").exists()
+    loaded = ArtQuantScorer.from_pretrained(tmp_path / "adapter")
+    assert torch.allclose(loaded.score(x).score, scorer.score(x).score, atol=1e-6)
+
+
+def test_plain_vlm_folder_without_scorer_file_loads_with_defaults(saved, tmp_path):
+    """The path real checkpoints take: family from config.model_type, APDD scale, ArtQuant prompts."""
+    import shutil
+
+    scorer, folder = saved
+    plain = tmp_path / "plain"
+    shutil.copytree(folder, plain)
+    (plain / "artquant_scorer.json").unlink()
+    loaded = ArtQuantScorer.from_pretrained(plain)
+    assert loaded.family.name == scorer.family.name
+    assert loaded.scale.anchors == (10.0, 7.5, 5.0, 3.5, 1.0)
+    assert loaded.answer_prefix == "The quality of the painting is"
+
+
+def test_local_paths_and_hub_ids_are_told_apart():
+    from artquant_core.scorer_io import _is_local
+
+    assert not _is_local("Qwen/Qwen2.5-VL-7B-Instruct") and not _is_local("llava-hf/llava-1.5-7b-hf")
+    assert _is_local("./scorer") and _is_local("/abs/scorer") and _is_local("runs/a/scorer")

@@ -77,3 +77,17 @@ def test_uint8_tensor_equals_pil_path(scorer):
     a = scorer.encode(as_tensor[None], ["q"])["pixel_values"]
     b = scorer.encode([image], ["q"])["pixel_values"]
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size,index", [(150, 0), (97, 1), (256, 2)])
+def test_synthart_paintings_match_hf_processor(scorer, size, index):
+    """SynthArt paintings (gradients, hard-edged shapes, noise), resized down and up by the processors."""
+    from PIL import Image
+
+    from artquant_core.synthart.dataset import synth_item
+
+    image = Image.fromarray(np.asarray(synth_item(0, index, size)["pixels"]))
+    ref = scorer.image_processor(images=[image], return_tensors="np")["pixel_values"]
+    ours, _ = scorer.family.preprocess([pil_to_uint8_tensor(image).float() / 255], quantize=True)
+    diff = np.abs(ours["pixel_values"].numpy() - ref)
+    assert diff.max() <= MAX_TOL and diff.mean() <= MEAN_TOL, (diff.max(), diff.mean())
