@@ -129,6 +129,22 @@ def test_gradient_reaches_every_lora_matrix_only_and_checkpointing_is_exact(tiny
         torch.testing.assert_close(g, grads[False][name], rtol=1e-4, atol=1e-9)
 
 
+def test_gradient_flows_through_the_artquant_scorer_reward(tiny_sd, tmp_path):
+    from artquant_core import build_tiny_scorer
+    from reward import ArtQuantReward
+
+    reward = ArtQuantReward(build_tiny_scorer(seed=0, pretrained=False))
+    trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=2, truncated_backprop_steps=1,
+                                       train_batch_size=1), reward=reward)
+    prompts, gen = trainer._micro_batch(0, 0, 0)
+    images, _ = trainer.generate(prompts, gen)
+    values = reward(images, prompts)
+    assert values.shape == (1,) and 0 <= float(values) <= 1
+    (-values.mean()).backward()
+    grads = [p.grad for n, p in trainer.unet.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
 def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
     trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=3, truncated_backprop_steps=1))
     seen = []
