@@ -76,6 +76,14 @@ def test_refuses_a_protocol_reward_flagged_non_differentiable(tmp_path):
         RewardGradTrainer(config(str(tmp_path / "none"), tmp_path / "out"), reward=Frozen())
 
 
+def test_unknown_reward_spec_and_missing_prompts_file_are_named(tmp_path):
+    with pytest.raises(ValueError, match="reward: cannot load reward spec 'no_such_reward'"):
+        RewardGradTrainer(config("tiny", tmp_path / "a", reward="no_such_reward"))
+    with pytest.raises(FileNotFoundError, match="prompts.*missing.txt"):
+        RewardGradTrainer(config("tiny", tmp_path / "b", prompts=[str(tmp_path / "missing.txt")]))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(truncated_backprop_steps=5, sample_num_steps=3), "truncated_backprop_steps"),
     (dict(truncated_backprop_steps=0), "truncated_backprop_steps"),
