@@ -44,7 +44,10 @@ class DDPOSetup:
         from accelerate import Accelerator
 
         cfg = self.config = config
-        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        # cpu=True without CUDA: under `accelerate launch --multi_gpu` on a CPU machine the processes
+        # then form a gloo group (MULTI_CPU) instead of each running alone.
+        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision,
+                                             cpu=not torch.cuda.is_available())
         cfg.validate(acc.num_processes)
         self.prompts = load_prompts(cfg.prompts, "prompts")
         self.eval_prompts = load_prompts(cfg.eval_prompts, "eval_prompts", allow_empty=True)
