@@ -61,7 +61,9 @@ class RewardGradTrainer:
         self.eval_prompts = load_prompts(cfg.eval_prompts, "eval_prompts", allow_empty=True)
         self.eval_rewards = [load_reward_spec(spec, "eval_rewards") for spec in cfg.eval_rewards]
         self.resume_dir = resolve_resume(cfg.output_dir, cfg.resume_from)
-        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        # cpu=True without CUDA: under `accelerate launch --multi_gpu` on a CPU machine the processes
+        # then form a gloo group instead of each running alone.
+        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         with acc.main_process_first():
             from alignment.pipeline import load_sd_pipeline, resolve_pretrained
 

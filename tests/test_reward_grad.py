@@ -280,7 +280,7 @@ def test_accelerate_launch_two_cpu_processes(tiny_sd, tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
     cmd = launch + _cli(tiny_sd, out, "--num_epochs", "2", "--train_batch_size", "1")[2:]
-    done = subprocess.run(cmd, env={**_env(), "ACCELERATE_USE_CPU": "true"}, cwd=ROOT, capture_output=True,
+    done = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [r for r in read_metrics(out) if "reward_mean" in r]
