@@ -28,44 +28,12 @@ from alignment.ddim import ddim_step_full
 from alignment.lora import adapters_disabled, add_lora
 from alignment.prompts import load_prompts
 from alignment.reward_grad_config import RewardGradConfig
+from alignment.reward_checks import check_differentiable, load_reward_spec
 from alignment.reward_worker import metric_name
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
 from alignment.sampling import PromptEncoder, decode_latents, guided_noise_pred, initial_latents, sample_trajectories
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def non_differentiable_parts(reward: Any) -> list[str]:
-    """Names of the parts of ``reward`` (itself, or a composite's components) that give no gradient."""
-    parts = getattr(reward, "components_", None)
-    if isinstance(parts, dict):
-        found = []
-        for key, value in parts.items():
-            inner = value[0] if isinstance(value, tuple) else value
-            found += [key if n == getattr(inner, "name", n) else f"{key}.{n}" for n in non_differentiable_parts(inner)]
-        if found or getattr(reward, "differentiable", False):
-            return found
-    if not getattr(reward, "differentiable", False):
-        return [str(getattr(reward, "name", type(reward).__name__))]
-    return []
-
-
-def check_differentiable(reward: Any) -> None:
-    """Refuse a reward that gives no gradient (or a composite with such a part), naming it."""
-    bad = non_differentiable_parts(reward)
-    if bad:
-        raise ValueError(f"reward {getattr(reward, 'name', reward)!r} is not differentiable (non-differentiable: "
-                         f"{', '.join(bad)}); reward-gradient training backpropagates through the reward — "
-                         "use a differentiable reward, or DDPO for this one")
-
-
-def _load_reward_spec(spec: str, field_name: str) -> Callable:
-    from reward import load_reward
-
-    try:
-        return load_reward(spec)
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"{field_name}: cannot load reward spec {spec!r}: {exc}") from exc
 
 
 def _seed(*parts: int) -> int:
@@ -87,13 +55,15 @@ class RewardGradTrainer:
 
         cfg = self.config = config
         cfg.validate()
-        self.reward = reward if reward is not None else _load_reward_spec(cfg.reward, "reward")
+        self.reward = reward if reward is not None else load_reward_spec(cfg.reward, "reward")
         check_differentiable(self.reward)
         self.prompts = load_prompts(cfg.prompts, "prompts")
         self.eval_prompts = load_prompts(cfg.eval_prompts, "eval_prompts", allow_empty=True)
-        self.eval_rewards = [_load_reward_spec(spec, "eval_rewards") for spec in cfg.eval_rewards]
+        self.eval_rewards = [load_reward_spec(spec, "eval_rewards") for spec in cfg.eval_rewards]
         self.resume_dir = resolve_resume(cfg.output_dir, cfg.resume_from)
-        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        # cpu=True without CUDA: under `accelerate launch --multi_gpu` on a CPU machine the processes
+        # then form a gloo group instead of each running alone.
+        self.accelerator = acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         with acc.main_process_first():
             from alignment.pipeline import load_sd_pipeline, resolve_pretrained
 

@@ -71,7 +71,7 @@ def ensure_peer_venv(venv: Path) -> Path:
     return python
 
 
-def run_ours(pipeline: str, epochs: int, threads: int, result: str) -> int:
+def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_batch: int | None = None) -> int:
     """Worker: our DDPOTrainer for ``epochs`` epochs, timed around each epoch (sample + reward + train)."""
     import torch
 
@@ -81,10 +81,11 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str) -> int:
     out_dir = tempfile.mkdtemp(prefix="ours-ddpo-")
     config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
                         output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
-                        resolution=64, **OUR_SETTINGS)
+                        resolution=64, train_timestep_batch=timestep_batch, **OUR_SETTINGS)
     t0 = time.perf_counter()
     trainer = DDPOTrainer(config)
     setup_s = time.perf_counter() - t0
+    setup_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # libraries + models + LoRA
     per_epoch = int(config.sample_batch_size * config.sample_num_batches_per_epoch)
     epochs_out: list[dict] = []
     run_epoch = trainer._epoch  # the whole epoch: sampling, (async) rewards, advantages, training
@@ -103,6 +104,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str) -> int:
     trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
+        "setup_rss_mib": setup_rss_mib,
         "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "versions": {"torch": torch.__version__},
     }, indent=1))
@@ -134,6 +136,7 @@ def summarize(runs: list[dict]) -> dict:
         "train_s": statistics.median(e["train_s"] for e in steady if e.get("train_s") is not None)
         if any(e.get("train_s") is not None for e in steady) else None,
         "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
+        "setup_rss_mib": max(run.get("setup_rss_mib", 0.0) for run in runs),
         "steady_epochs": len(steady),
         "name": runs[0]["name"],
         "versions": runs[0].get("versions", {}),
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pipeline", default=None, help="tiny SD folder (default: build_tiny_sd into a temp dir)")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV)
+    parser.add_argument("--ours-timestep-batch", type=int, default=None,
+                        help="our train_timestep_batch (timesteps per UNet call in training; default: all in one)")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--out", default=None, help="write the summary JSON here")
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.worker == "ours":
-        return run_ours(args.pipeline, args.epochs, args.threads, args.result)
+        return run_ours(args.pipeline, args.epochs, args.threads, args.result, args.ours_timestep_batch)
 
     pipeline = args.pipeline
     if pipeline is None:
@@ -174,26 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.rounds):
         if not args.skip_ours:
             print(f"round {round_ + 1}/{args.rounds}: ours", flush=True)
-            runs["ours"].append(_launch([sys.executable, str(Path(__file__).resolve()), "--worker", "ours", *common],
-                                        args.threads))
+            extra = ["--ours-timestep-batch", str(args.ours_timestep_batch)] if args.ours_timestep_batch else []
+            runs["ours"].append(_launch([sys.executable, str(Path(__file__).resolve()), "--worker", "ours", *common,
+                                         *extra], args.threads))
         if peer is not None:
             print(f"round {round_ + 1}/{args.rounds}: trl 0.23.1", flush=True)
             runs["peer"].append(_launch([str(peer), str(PEER_RUNNER), *common], args.threads))
 
     summary = {side: summarize(r) for side, r in runs.items() if r}
-    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "epochs_per_run": args.epochs, "rounds": args.rounds,
+    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "ours_train_timestep_batch": args.ours_timestep_batch, "epochs_per_run": args.epochs, "rounds": args.rounds,
                            "threads": args.threads, "prompt": PROMPT}
     summary["loadavg_before"] = load
     summary["loadavg_after"] = os.getloadavg()
     if "ours" in summary and "peer" in summary:
         summary["speedup"] = summary["ours"]["samples_per_s"] / summary["peer"]["samples_per_s"]
         summary["memory_ratio"] = summary["ours"]["peak_rss_mib"] / summary["peer"]["peak_rss_mib"]
-    print(f"\n{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13}")
+    print(f"\n{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13} "
+          f"{'after setup':>12}")
     for side in ("ours", "peer"):
         if side in summary:
             s = summary[side]
             print(f"{s['name']:<28} {s['samples_per_s']:>10.3f} {s['epoch_s']:>8.2f} {_fmt(s['sample_s'], '9.2f')} "
-                  f"{_fmt(s['train_s'], '8.2f')} {s['peak_rss_mib']:>13.0f}")
+                  f"{_fmt(s['train_s'], '8.2f')} {s['peak_rss_mib']:>13.0f} {s['setup_rss_mib']:>12.0f}")
     if "speedup" in summary:
         print(f"speed-up {summary['speedup']:.2f}x, memory ratio {summary['memory_ratio']:.2f} "
               f"(load average before {load[0]:.2f}, after {summary['loadavg_after'][0]:.2f})")

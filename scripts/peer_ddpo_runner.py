@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = DDPOTrainer(config, brightness, lambda: (args.prompt, {}), pipeline)
     pipeline.set_progress_bar_config(disable=True)
     setup_s = time.perf_counter() - t0
+    setup_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # libraries + models + LoRA
 
     # Split of each epoch into sampling (+ reward) and training, for the table only;
     # the headline figure is the whole epoch's wall time around the public step().
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": f"trl {trl.__version__} DDPOTrainer",
         "versions": {"trl": trl.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "peft": peft.__version__},
-        "threads": torch.get_num_threads(), "setup_s": setup_s, "epochs": epochs,
+        "threads": torch.get_num_threads(), "setup_s": setup_s, "setup_rss_mib": setup_rss_mib, "epochs": epochs,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "trainable_params": sum(p.numel() for p in pipeline.unet.parameters() if p.requires_grad),
     }
