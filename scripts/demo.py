@@ -172,6 +172,7 @@ def _ddpo_config(cfg: DemoConfig, out: Path):
         seed=cfg.seed, resolution=cfg.image_size, num_epochs=cfg.ddpo_epochs, sample_num_steps=cfg.ddpo_sample_steps,
         sample_batch_size=cfg.ddpo_sample_batch_size, sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
         train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
+        clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs,
         eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.ddpo_eval_every,
         eval_num_per_prompt=2,
         checkpoint_every=cfg.ddpo_eval_every, resume_from="latest")

@@ -54,7 +54,9 @@ class DemoConfig:
     ddpo_sample_batch_size: int = _f(4, "samples per sampling batch")
     ddpo_batches_per_epoch: int = _f(2, "sampling batches per epoch")
     ddpo_train_batch_size: int = _f(4, "samples per training micro-batch")
-    ddpo_learning_rate: float = _f(3e-4, "LoRA learning rate")
+    ddpo_learning_rate: float = _f(5e-3, "LoRA learning rate (tiny SD: see the DDPO section's learning-signal run)")
+    ddpo_clip_range: float = _f(0.2, "PPO clip range of the importance ratio")
+    ddpo_inner_epochs: int = _f(2, "passes over each epoch's samples")
     ddpo_eval_every: int = _f(4, "evaluate on held-out prompts every N epochs (and at the end)")
     ddpo_eval_reward: str = _f("jpeg_compressibility", "extra reward watched on held-out prompts (reward hacking)")
     # reranking
@@ -70,7 +72,7 @@ class DemoConfig:
             raise ValueError("artquant demo needs --out DIR (the folder for report.html, summary.json, ...)")
         for name in ("n_images", "scorer_steps", "scorer_batch_size", "describe_images", "ddpo_epochs",
                      "ddpo_sample_steps", "ddpo_sample_batch_size", "ddpo_batches_per_epoch",
-                     "ddpo_train_batch_size", "ddpo_eval_every", "rerank_n", "held_out_prompts"):
+                     "ddpo_train_batch_size", "ddpo_inner_epochs", "ddpo_eval_every", "rerank_n", "held_out_prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_images < 30:
@@ -81,7 +83,7 @@ class DemoConfig:
 QUICK_PRESET: dict[str, Any] = {
     "n_images": 100, "scorer_steps": 4, "scorer_batch_size": 4, "describe_images": 2,
     "describe_max_new_tokens": 24, "ddpo_epochs": 2, "ddpo_sample_steps": 4, "ddpo_sample_batch_size": 2,
-    "ddpo_batches_per_epoch": 1, "ddpo_train_batch_size": 2, "ddpo_eval_every": 2, "rerank_n": 2,
+    "ddpo_batches_per_epoch": 1, "ddpo_train_batch_size": 2, "ddpo_inner_epochs": 1, "ddpo_eval_every": 2, "rerank_n": 2,
     "held_out_prompts": 2,
 }
 
