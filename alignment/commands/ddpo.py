@@ -1,0 +1,29 @@
+"""``artquant ddpo --config YAML [--key value ...]``: DDPO fine-tuning (also under ``accelerate launch``)."""
+
+from __future__ import annotations
+
+import json
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        import dataclasses
+
+        from alignment.ddpo_config import DDPOConfig
+
+        print("usage: artquant ddpo [--config YAML] [--key value ...]\n\nkeys:")
+        for f in dataclasses.fields(DDPOConfig):
+            print(f"  --{f.name:<34} {f.metadata.get('help', '')}")
+        return 0
+    from artquant_core.config import parse_config
+    from alignment.ddpo_config import DDPOConfig
+    from alignment.ddpo_trainer import DDPOTrainer
+
+    config = parse_config(DDPOConfig, argv)
+    trainer = DDPOTrainer(config)
+    metrics = trainer.train()
+    if trainer.s.accelerator.is_main_process:
+        keys = ("epoch", "reward_mean", "reward_std", "samples_per_s")
+        print(json.dumps({k: metrics[k] for k in keys if k in metrics} |
+                         {k: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_mean")}))
+    return 0

@@ -1,0 +1,60 @@
+"""Per-prompt reward normalisation for DDPO advantages."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class PerPromptStatTracker:
+    """Advantages ``(r - mean) / std`` with statistics kept per prompt.
+
+    Each prompt keeps a buffer of its last ``buffer_size`` rewards; until a
+    prompt has ``min_count`` rewards its advantages use the statistics of the
+    whole current batch instead (a new prompt's few samples give no reliable std).
+
+    The state is plain JSON (``state_dict`` / ``load_state_dict``) so it checkpoints.
+    """
+
+    def __init__(self, buffer_size: int = 16, min_count: int = 16) -> None:
+        if buffer_size < 1 or min_count < 1:
+            raise ValueError(f"buffer_size and min_count must be >= 1, got {buffer_size}, {min_count}")
+        self.buffer_size, self.min_count = int(buffer_size), int(min_count)
+        self.buffers: dict[str, deque] = {}
+
+    def update(self, prompts: Sequence[str], rewards: np.ndarray) -> np.ndarray:
+        """Add ``rewards`` (one per prompt in ``prompts``) and return their advantages."""
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if len(prompts) != len(rewards):
+            raise ValueError(f"{len(prompts)} prompts for {len(rewards)} rewards")
+        prompts = np.asarray(list(prompts), dtype=object)
+        advantages = np.empty_like(rewards)
+        batch_mean, batch_std = rewards.mean(), rewards.std() + 1e-6
+        for prompt in dict.fromkeys(prompts.tolist()):
+            mask = prompts == prompt
+            buf = self.buffers.setdefault(prompt, deque(maxlen=self.buffer_size))
+            buf.extend(rewards[mask].tolist())
+            if len(buf) < self.min_count:
+                mean, std = batch_mean, batch_std
+            else:
+                mean, std = float(np.mean(buf)), float(np.std(buf)) + 1e-6
+            advantages[mask] = (rewards[mask] - mean) / std
+        return advantages
+
+    def stats(self) -> dict[str, Any]:
+        return {"num_prompts": len(self.buffers),
+                "mean_buffer_len": float(np.mean([len(b) for b in self.buffers.values()])) if self.buffers else 0.0}
+
+    def clear(self) -> None:
+        self.buffers = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer_size": self.buffer_size, "min_count": self.min_count,
+                "buffers": {p: list(b) for p, b in self.buffers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer_size, self.min_count = int(state["buffer_size"]), int(state["min_count"])
+        self.buffers = {p: deque((float(v) for v in vals), maxlen=self.buffer_size)
+                        for p, vals in state["buffers"].items()}

@@ -1,0 +1,137 @@
+"""The embedded diffusion default: a tiny, randomly initialised Stable Diffusion 1.x pipeline.
+
+Same architecture family as SD 1.5 (UNet2DConditionModel, AutoencoderKL,
+CLIPTextModel, CLIPTokenizer, DDIMScheduler), only small: UNet block channels
+32/64 with one layer per block and cross-attention dim 32, a 4-level VAE
+(8x down-sampling, so an 8x8 latent decodes to 64 px, output gain calibrated, see below) and a 2-layer CLIP text
+encoder. The tokenizer is a CLIP byte-level BPE whose vocabulary and merges
+are written here from a word list, so nothing is downloaded. Everything a real
+SD folder can do, this folder does: ``StableDiffusionPipeline.from_pretrained``,
+LoRA, DDPO, reward-gradient training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# Words the prompt sets of the toolkit use; any other word still tokenizes (into bytes).
+_WORDS = """a an the of in on with and at by painting photo picture drawing sketch portrait landscape
+still life abstract bright dark light colorful colourful vivid muted red orange yellow green blue
+purple pink black white gray grey brown gold silver cat dog bird horse fish flower flowers tree
+trees forest mountain mountains river lake sea ocean sky sun moon star stars city street house
+castle garden field night day morning evening sunset sunrise winter summer autumn spring rain snow
+cloud clouds fog storm man woman child girl boy face people crowd boat ship car bridge road
+window door table chair fruit apple bowl vase cup oil watercolor watercolour ink pencil charcoal
+acrylic impressionist cubist surreal realistic minimalist modern classical style art artwork
+beautiful ugly calm happy sad dramatic peaceful old new small large big tiny simple detailed
+geometric shapes lines circles squares texture pattern composition color colour""".split()
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP/GPT-2 byte-level alphabet: every byte mapped to a printable unicode character."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+def build_clip_vocab(words: list[str] = _WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train a CLIP-format byte-level BPE (vocab + merges, ``</w>`` word ends) on ``words``.
+
+    The vocabulary holds every byte (plain and word-final), so any text
+    tokenizes; BPE is trained until each listed word is one token.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    alphabet = list(_bytes_to_unicode().values())
+    words = list(dict.fromkeys(w.lower() for w in words))
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    budget = sum(len(w) for w in words) + 1  # at most one merge per character: enough for whole words
+    trainer = trainers.BpeTrainer(vocab_size=2 * len(alphabet) + budget, min_frequency=1, show_progress=False,
+                                  initial_alphabet=alphabet, end_of_word_suffix="</w>", special_tokens=[])
+    bpe.train_from_iterator(words, trainer=trainer)
+    spec = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in spec["merges"]]
+    vocab: dict[str, int] = {}
+    for token in [*alphabet, *(ch + "</w>" for ch in alphabet)]:
+        vocab[token] = len(vocab)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab, merges
+
+
+def build_tiny_sd(out_dir: str | Path, seed: int = 0) -> str:
+    """Write the tiny random-init SD pipeline folder to ``out_dir`` and return its path.
+
+    Deterministic per ``seed``. Loadable by ``StableDiffusionPipeline.from_pretrained(out_dir)``.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    out_dir = Path(out_dir)
+    vocab, merges = build_clip_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=8,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
+        block_out_channels=(16, 32, 32, 32), norm_num_groups=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    # A plain random decoder maps every latent to near-uniform grey: its GroupNorms remove per-channel
+    # means and the output conv is small. One group per norm and a 3x output gain give images whose
+    # brightness and colours vary with the latent (std ~0.01 of brightness across latents), so image
+    # rewards have something for the fine-tuning to move.
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(3.0)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    ))
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    # vocab.json + merges.txt as well, so tokenizer loaders without tokenizer.json support read it too.
+    (out_dir / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (out_dir / "tokenizer" / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    return str(out_dir)
+
+
+def tiny_sd_path(cache_dir: str | Path, seed: int = 0) -> str:
+    """The tiny pipeline under ``cache_dir/tiny_sd`` (built once; reused when complete)."""
+    path = Path(cache_dir) / "tiny_sd"
+    if not (path / "model_index.json").is_file():
+        from artquant_core.checkpoint import atomic_directory
+
+        with atomic_directory(path) as tmp:
+            build_tiny_sd(tmp, seed=seed)
+    return str(path)
