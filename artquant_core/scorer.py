@@ -16,11 +16,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from artquant_core._scorer_defaults import (ANSWER_PREFIX, APDD_SCALE, ATTRIBUTE_QUESTIONS,
+from artquant_core._scorer_defaults import (ANSWER_PREFIX, APDD_SCALE, ASPECTS,
                                             DESCRIPTION_QUESTIONS, SCORE_QUESTIONS, attribute_prompt)
 from artquant_core.patch_embed import use_linear_patch_embed
 from artquant_core.vlm_families import FamilyAdapter, adapter_for
 from artquant_core.vlm_preprocess import prepare_images
+
+
+def _strip_image_placeholder(question: str) -> str:
+    from artquant_core.prompts import IMAGE_TOKEN
+
+    return question.replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "").strip()
 
 
 @dataclass
@@ -63,7 +69,7 @@ class ArtQuantScorer(nn.Module):
         self.description_question = description_question
         self._token_cache: dict[tuple[str, bool], list[int]] = {}
         self.register_buffer("anchors", torch.tensor(scale.anchors, dtype=torch.float32), persistent=False)
-        prefixes = {answer_prefix} | {attribute_prompt(a)[1] for a in ATTRIBUTE_QUESTIONS}
+        prefixes = {answer_prefix} | {attribute_prompt(a)[1] for a in ASPECTS}
         self._level_ids = {p: self._level_ids_after(p) for p in sorted(prefixes)}
         self.register_buffer("level_token_ids", self._level_ids[answer_prefix], persistent=False)
         if linear_patch_embed:
@@ -95,6 +101,15 @@ class ArtQuantScorer(nn.Module):
             raise ValueError(f"level words {self.scale.words} share tokens {ids}")
         return torch.tensor(ids, dtype=torch.long)
 
+    def level_ids_for(self, aspect: str | None = None) -> torch.Tensor:
+        """``LongTensor (L,)``: the level words' tokens after ``aspect``'s answer prefix (``None``: overall)."""
+        prefix = self.answer_prefix if aspect is None else attribute_prompt(aspect)[1]
+        return self._level_ids[prefix].to(self.level_token_ids.device)
+
+    def prompt_for(self, aspect: str | None = None) -> tuple[str, str]:
+        """(question, answer prefix) that :meth:`score` uses for ``aspect``."""
+        return (self.score_question, self.answer_prefix) if aspect is None else attribute_prompt(aspect)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -105,8 +120,12 @@ class ArtQuantScorer(nn.Module):
         """Model inputs for a batch, LEFT padded, on the model's device.
 
         ``images``: tensor ``(B, 3, H, W)`` float in [0, 1] / uint8, or a list of PIL
-        images; they go through the family's torch-native preprocessing, so gradients
-        flow back to a float tensor input. ``questions``: one per image.
+        images or ``(3, H, W)`` tensors (sizes may differ; uint8 items are resized with
+        the HF processor's uint8 rounding, so no PIL round trip is needed); they go
+        through the family's torch-native preprocessing, so gradients
+        flow back to a float tensor input. ``questions``: one per image; a leading
+        ``<image>`` placeholder (as records store the human turn) is dropped, since the
+        family adapter places the image tokens itself.
 
         With ``answers`` the whole chat (question, answer, end-of-turn token) is
         encoded and ``labels`` (-100 except on answer tokens) are added. Without,
@@ -127,6 +146,7 @@ class ArtQuantScorer(nn.Module):
         pixel_inputs, n_tokens = self.family.preprocess(items, quantize=was_uint8)
         sep, rows, label_rows = self.family.answer_separator, [], []
         for i, question in enumerate(questions):
+            question = _strip_image_placeholder(question)
             ids = list(self._tokens(self.family.prompt(question, self.family.image_text(n_tokens[i])), True))
             labels = [-100] * len(ids)
             if answers is not None:
@@ -170,9 +190,9 @@ class ArtQuantScorer(nn.Module):
         Differentiable with respect to a float tensor that requires grad; otherwise
         runs under ``torch.no_grad``. ``aspect`` picks an ArtiMuse attribute prompt
         (``composition``, ``visual_elements``, ``technical_execution``, ``originality``,
-        ``theme``, ``emotion``, ``gestalt``, ``overall``); ``None`` is the overall score.
+        ``theme``, ``emotion``, ``gestalt``; ``overall`` or ``None`` is the overall score).
         """
-        question, prefix = (self.score_question, self.answer_prefix) if aspect is None else attribute_prompt(aspect)
+        question, prefix = self.prompt_for(aspect)
         needs_grad = isinstance(images, torch.Tensor) and images.requires_grad and torch.is_grad_enabled()
         n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else len(images)
         step = batch_size or max(n, 1)

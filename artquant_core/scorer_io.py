@@ -84,9 +84,15 @@ def load_scorer(cls, path_or_id, *, family: str | None = None, scale=None, dtype
     for key, value in (("dtype", dtype), ("attn_implementation", attn_implementation), ("device_map", device_map)):
         if value is not None:
             model_kwargs[key] = value
-    model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    image_processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        image_processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        if folder is not None:
+            raise
+        raise FileNotFoundError(f"{path_or_id} is neither a local scorer folder nor a hub model available "
+                                f"offline or online ({str(exc).splitlines()[0]})") from exc
     return cls(model.eval(), tokenizer, image_processor, **_scorer_kwargs(meta, family, scale),
                linear_patch_embed=linear_patch_embed)
 
@@ -105,6 +111,8 @@ def _load_adapter(cls, folder: Path, meta: dict, **kwargs):
     base_path = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base_path:
         raise FileNotFoundError(f"{folder / 'adapter_config.json'} names no base_model_name_or_path")
+    if (folder / base_path).is_dir():  # a base saved inside the adapter folder (see save_scorer)
+        base_path = str(folder / base_path)
     base = load_scorer(cls, base_path, **kwargs)
     model = PeftModel.from_pretrained(base.model, str(folder))
     tokenizer = base.tokenizer
@@ -117,6 +125,29 @@ def _load_adapter(cls, folder: Path, meta: dict, **kwargs):
                linear_patch_embed=False)
 
 
+BASE_SUBDIR = "base_model"
+
+
+def _base_is_reachable(peft_model) -> bool:
+    ref = peft_model.peft_config[peft_model.active_adapter].base_model_name_or_path
+    return bool(ref) and (Path(ref).is_dir() or not _is_local(ref))
+
+
+def _save_adapter_with_base(scorer, out: Path) -> None:
+    """Save the adapter plus its in-memory base under ``base_model/``, referenced relatively."""
+    model = scorer.model
+    base = copy.deepcopy(model).unload()
+    base.save_pretrained(str(out / BASE_SUBDIR))
+    scorer.tokenizer.save_pretrained(str(out / BASE_SUBDIR))
+    scorer.image_processor.save_pretrained(str(out / BASE_SUBDIR))
+    config = model.peft_config[model.active_adapter]
+    original, config.base_model_name_or_path = config.base_model_name_or_path, BASE_SUBDIR
+    try:
+        model.save_pretrained(str(out))
+    finally:
+        config.base_model_name_or_path = original
+
+
 def save_scorer(scorer, save_directory, merge_lora: bool = False) -> Path:
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +155,10 @@ def save_scorer(scorer, save_directory, merge_lora: bool = False) -> Path:
     is_peft = hasattr(model, "peft_config")
     if is_peft and merge_lora:
         model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(str(out))
+    if is_peft and not merge_lora and not _base_is_reachable(model):
+        _save_adapter_with_base(scorer, out)
+    else:
+        model.save_pretrained(str(out))
     scorer.tokenizer.save_pretrained(str(out))
     scorer.image_processor.save_pretrained(str(out))
     meta = {

@@ -41,10 +41,10 @@ class TinyScorerConfig:
     vision_heads: int = 4
     vision_intermediate: int = 256
     text_hidden: int = 128
-    text_layers: int = 4
+    text_layers: int = 2
     text_heads: int = 4
     text_kv_heads: int = 2
-    text_intermediate: int = 384
+    text_intermediate: int = 256
     vocab_size: int = 1024
     patch_embed_init: str = "fan_in"
 
@@ -86,7 +86,7 @@ def _qwen_parts(cfg: TinyScorerConfig, tok):
         vision_config=dict(depth=cfg.vision_layers, hidden_size=cfg.vision_hidden,
                            intermediate_size=cfg.vision_intermediate, num_heads=cfg.vision_heads,
                            patch_size=cfg.patch_size, spatial_merge_size=2, temporal_patch_size=2,
-                           out_hidden_size=cfg.text_hidden, window_size=max(cfg.image_size // 2, 2 * cfg.patch_size),
+                           out_hidden_size=cfg.text_hidden, window_size=cfg.image_size,
                            fullatt_block_indexes=[cfg.vision_layers - 1]),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],

@@ -38,18 +38,19 @@ CHAT_TEMPLATES = {
 
 def prompt_corpus(level_words: Iterable[str] = ("excellent", "good", "fair", "poor", "bad")) -> list[str]:
     """The scorer's own texts: every question, and every answer prefix followed by every level word."""
-    prefixes = [defaults.ANSWER_PREFIX] + [defaults.attribute_prompt(a)[1] for a in defaults.ATTRIBUTE_QUESTIONS]
+    prefixes = [defaults.attribute_prompt(a)[1] for a in defaults.ASPECTS]
     questions = list(defaults.SCORE_QUESTIONS) + list(defaults.DESCRIPTION_QUESTIONS) + \
-        [defaults.attribute_prompt(a)[0] for a in defaults.ATTRIBUTE_QUESTIONS]
+        [defaults.attribute_prompt(a)[0] for a in defaults.ASPECTS]
     lines = ["You are a helpful assistant."] + questions
     lines += [f"{p} {w}." for p in prefixes for w in level_words]
     return lines
 
 
 def default_corpus() -> list[str]:
-    """SynthArt's text (when that module is available) plus the prompts."""
-    corpus = list(defaults.synthart_corpus()) if defaults.synthart_corpus is not None else []
-    return corpus + prompt_corpus()
+    """SynthArt's prompts, answers and 500 descriptions, plus the scorer prompts."""
+    from artquant_core.synthart import synthart_corpus
+
+    return list(synthart_corpus(n=500, seed=0)) + prompt_corpus()
 
 
 def train_tiny_tokenizer(family: str = "qwen2_5_vl", corpus: Iterable[str] | None = None,

@@ -181,65 +181,46 @@ def _same_size_groups(images: list[torch.Tensor]) -> list[list[int]]:
 
 
 def pil_to_uint8_tensor(image) -> torch.Tensor:
-    """PIL → ``(3, H, W)`` uint8: EXIF transpose, RGBA/LA composited on white, other modes → RGB."""
+    """PIL → ``(3, H, W)`` uint8 after ``images.to_rgb`` (EXIF, transparency on white, modes → RGB)."""
     import numpy as np
-    from PIL import Image, ImageOps
 
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    image = image.convert("RGB")
-    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    from artquant_core.images import to_rgb
+
+    return torch.from_numpy(np.asarray(to_rgb(image), dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def prepare_images(images) -> tuple[list[torch.Tensor], bool]:
+def prepare_images(images, name: str = "images") -> tuple[list[torch.Tensor], bool]:
     """Validate an image batch; return ``(3, H, W)`` float images in [0, 1] and whether they were uint8.
 
-    Accepts a ``(B, 3, H, W)`` / ``(3, H, W)`` tensor (float in [0, 1] or uint8) or a
-    list of PIL images / such tensors. uint8 sources (PIL included) are resized
-    with uint8 rounding like the HF processor; float tensors keep full precision.
-    Float values outside [0, 1] or NaN raise ``ValueError`` naming the image.
+    Accepts what ``artquant_core.images.to_image_batch`` accepts — a ``(B, 3, H, W)``
+    tensor (float in [0, 1] or uint8) or a list of PIL images / ``(3, H, W)`` tensors —
+    except that list items may differ in size (Qwen-VL keeps each image's aspect).
+    uint8 sources (PIL included) are resized with uint8 rounding like the HF processor;
+    float tensors keep full precision and their autograd graph. Bad values (NaN,
+    outside [0, 1], wrong shape) raise ``ValueError`` naming the image.
     """
-    if isinstance(images, torch.Tensor):
-        if images.dim() == 3:
-            images = images.unsqueeze(0)
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-        items = list(images.unbind(0))
-    elif isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("images is an empty list")
-        items = [img if isinstance(img, torch.Tensor) else _pil_or_error(img, i) for i, img in enumerate(images)]
-    else:
-        raise ValueError(f"images must be a tensor (B, 3, H, W) or a list of PIL images, got {type(images).__name__}")
-    kinds = {img.dtype == torch.uint8 for img in items}
-    if len(kinds) > 1:
-        raise ValueError("images mixes uint8 and float images; convert them to one kind")
-    out = []
-    for i, img in enumerate(items):
-        if img.dim() != 3 or img.shape[0] != 3:
-            raise ValueError(f"image {i} must have shape (3, H, W), got {tuple(img.shape)}")
-        if img.dtype == torch.uint8:
-            out.append(img.float() / 255.0)
-            continue
-        if not img.is_floating_point():
-            raise ValueError(f"image {i} has dtype {img.dtype}; expected float in [0, 1] or uint8")
-        bad = ~torch.isfinite(img)
-        if bad.any():
-            raise ValueError(f"image {i} contains NaN or infinite values")
-        lo, hi = float(img.min()), float(img.max())
-        if lo < -1e-6 or hi > 1.0 + 1e-6:
-            raise ValueError(f"image {i} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1] "
-                             "(float images must be in [0, 1]; uint8 in [0, 255])")
-        out.append(img.float())
-    return out, kinds == {True}
-
-
-def _pil_or_error(image, index: int) -> torch.Tensor:
     from PIL import Image
 
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"image {index} is a {type(image).__name__}, expected a PIL image or a tensor")
-    return pil_to_uint8_tensor(image)
+    from artquant_core.images import to_image_batch
+
+    if isinstance(images, torch.Tensor):
+        was_uint8 = images.dtype == torch.uint8
+        return list(to_image_batch(images, name=name).float().unbind(0)), was_uint8
+    if isinstance(images, Image.Image):
+        images = [images]
+    if not isinstance(images, (list, tuple)) or len(images) == 0:
+        raise ValueError(f"{name} must be a (B, 3, H, W) tensor or a non-empty list of PIL images, "
+                         f"got {type(images).__name__ if not isinstance(images, (list, tuple)) else 'an empty list'}")
+    items, kinds = [], set()
+    for i, item in enumerate(images):
+        if isinstance(item, Image.Image):
+            item = pil_to_uint8_tensor(item)
+        elif not isinstance(item, torch.Tensor):
+            raise ValueError(f"{name}[{i}] is a {type(item).__name__}, expected a PIL image or a (3, H, W) tensor")
+        if item.dim() != 3:
+            raise ValueError(f"{name}[{i}] must have shape (3, H, W), got {tuple(item.shape)}")
+        kinds.add(item.dtype == torch.uint8)
+        items.append(to_image_batch(item[None], name=f"{name}[{i}]")[0].float())
+    if len(kinds) > 1:
+        raise ValueError(f"{name} mixes uint8 and float images; convert them to one kind")
+    return items, kinds == {True}

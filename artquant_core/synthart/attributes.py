@@ -8,7 +8,7 @@ Each painting is drawn from a handful of latent *qualities* in [0, 1] (1 = best)
                edge = 0; ``place`` is the mean of the two axes
 ``balance``    horizontal balance of the main and secondary masses: 1 when
                their radius-weighted centre of mass is at the middle, 0 when it
-               is 0.15 of the width (or more) off
+               is 0.2 of the width (or more) off
 ``level``      horizon tilt: 1 for a level horizon, 0 at ``MAX_TILT`` degrees
 ``harmony``    how closely the palette follows a classical hue scheme
 ``exposure``   1 - deviation of contrast/brightness (flat, bright or dark)
@@ -29,7 +29,7 @@ Noiseless scores (all on 1-10, ``s(x) = 1 + 9 x``)::
     technique = .7 min(sharpness, clean) + .3 (sharpness + clean) / 2
     colour    = .6 harmony + .4 exposure
     base      = .55 spatial + .20 technique + .15 colour + .10 order
-    overall   = s(base ** 1.25 * (.75 + .25 technique))
+    overall   = s(base * (.8 + .2 technique))
     composition         = s(.5 place + .35 balance + .15 order)
     visual_elements     = s(.45 harmony + .30 level + .25 order)
     technical_execution = s(technique * (.8 + .2 exposure))
@@ -139,21 +139,26 @@ def main_position(lat: Latent) -> tuple[float, float]:
 
 
 SECONDARY_SCALE = 0.65  # secondary radius / main radius
+BALANCE_TOLERANCE = 0.2  # centre-of-mass offset (fraction of the width) at which balance is 0
 
 
 def derive_qualities(lat: Latent) -> Latent:
     lat.place = (GRID_QUALITY[lat.grid_x] + GRID_QUALITY[lat.grid_y]) / 2
     mx, _ = main_position(lat)
     com_x = (mx + SECONDARY_SCALE * lat.sec_x) / (1 + SECONDARY_SCALE)
-    lat.balance = float(np.clip(1 - abs(com_x - 0.5) / 0.15, 0, 1))
+    lat.balance = _clip(1 - abs(com_x - 0.5) / BALANCE_TOLERANCE, 0.0, 1.0)
     lat.level = 1 - abs(lat.tilt) / MAX_TILT
-    lat.order = float(np.clip(1 - (lat.clutter - 1) / (MAX_CLUTTER - 2), 0, 1))
+    lat.order = _clip(1 - (lat.clutter - 1) / (MAX_CLUTTER - 2), 0.0, 1.0)
     lat.motif = SHAPE_ORIGINALITY[lat.shape]
     return lat
 
 
+def _clip(x: float, lo: float, hi: float) -> float:
+    return float(lo if x < lo else (hi if x > hi else x))
+
+
 def _s(x: float) -> float:
-    return 1.0 + 9.0 * float(np.clip(x, 0.0, 1.0))
+    return 1.0 + 9.0 * _clip(x, 0.0, 1.0)
 
 
 def noiseless_scores(lat: Latent) -> dict[str, float]:
@@ -164,7 +169,7 @@ def noiseless_scores(lat: Latent) -> dict[str, float]:
     colour = 0.6 * q["harmony"] + 0.4 * q["exposure"]
     base = 0.55 * spatial + 0.20 * technique + 0.15 * colour + 0.10 * q["order"]
     return {
-        "overall": _s(base ** 1.25 * (0.75 + 0.25 * technique)),
+        "overall": _s(base * (0.8 + 0.2 * technique)),
         "composition": _s(0.5 * q["place"] + 0.35 * q["balance"] + 0.15 * q["order"]),
         "visual_elements": _s(0.45 * q["harmony"] + 0.30 * q["level"] + 0.25 * q["order"]),
         "technical_execution": _s(technique * (0.8 + 0.2 * q["exposure"])),
@@ -179,4 +184,4 @@ def noisy_scores(clean: dict[str, float], rng: np.random.Generator,
                  noise_sd: float = NOISE_SD) -> dict[str, float]:
     """Add independent rater noise to every score and clip to [1, 10]."""
     noise = rng.normal(0.0, noise_sd, size=len(SCORE_NAMES))
-    return {k: float(np.clip(clean[k] + e, 1.0, 10.0)) for k, e in zip(SCORE_NAMES, noise)}
+    return {k: _clip(clean[k] + float(e), 1.0, 10.0) for k, e in zip(SCORE_NAMES, noise)}

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from artquant_core import prompts
+from artquant_core.levels import APDD_SCALE, score_to_level_probs
 from artquant_core.synthart import attributes as attrs
 from artquant_core.synthart.descriptions import describe
 from artquant_core.synthart.painter import palette, render
@@ -19,30 +20,10 @@ GENERATOR_VERSION = "synthart-1"
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 
 
-def _level_scale():
-    try:
-        from artquant_core.levels import APDD_SCALE
-    except ImportError:  # TEMPORARY until the data branch's levels module is merged
-        from types import SimpleNamespace
-
-        return SimpleNamespace(words=("excellent", "good", "fair", "poor", "bad"),
-                               anchors=(10.0, 7.5, 5.0, 3.5, 1.0))
-    return APDD_SCALE
-
-
-def _level_probs(scores: np.ndarray):
-    try:
-        from artquant_core.levels import score_to_level_probs
-    except ImportError:  # TEMPORARY until the data branch's levels module is merged
-        return None
-    return score_to_level_probs(scores)
-
-
 def level_word(score: float) -> str:
     """The level word whose anchor is nearest to ``score`` (APDD scale)."""
-    scale = _level_scale()
-    anchors = np.asarray(scale.anchors, dtype=float)
-    return scale.words[int(np.argmin(np.abs(anchors - score)))]
+    anchors = np.asarray(APDD_SCALE.anchors, dtype=float)
+    return APDD_SCALE.words[int(np.argmin(np.abs(anchors - score)))]
 
 
 def assign_splits(n: int, seed: int) -> list[str]:
@@ -67,13 +48,14 @@ def synth_item(seed: int, index: int, size: int | None) -> dict:
     lat = attrs.sample_latent(rng)
     clean = attrs.noiseless_scores(lat)
     noisy = attrs.noisy_scores(clean, rng)
-    pal = palette(lat, np.random.default_rng([seed, index, 1]))
+    pixel_rng = np.random.default_rng([seed, index, 1])
+    pal = palette(lat, pixel_rng)
     text = describe(lat, clean, pal, rng)
     item = {"latent": lat, "clean": clean, "scores": noisy, "description": text,
             "score_q": int(rng.integers(len(prompts.SCORE_QUESTIONS))),
             "desc_q": int(rng.integers(len(prompts.DESCRIPTION_QUESTIONS)))}
     if size is not None:
-        item["pixels"] = render(lat, size, np.random.default_rng([seed, index, 1]))
+        item["pixels"] = render(lat, size, pixel_rng, pal)
     return item
 
 
@@ -127,8 +109,8 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
     and ``split``); ``train.json`` / ``val.json`` / ``test.json`` (the same records by
     split); ``synthart_meta.json`` (generator version, seed, n, size, formula, noise
     sd, and the noise-ceiling SRCC: noiseless vs noisy overall score on the test
-    split). Deterministic per ``(seed, size)``. ``progress(k)`` is called after every
-    ``k`` images written.
+    split, or on all images when the test split has fewer than 3). Deterministic per
+    ``(seed, size)``. ``progress(k)`` is called after every ``k`` images written.
     """
     out = _validate(out_dir, n, size)
 
@@ -147,12 +129,9 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
             progress(1)
 
     score_recs = [r for r in records if "gt_score" in r]
-    probs = _level_probs(np.array([r["gt_score"] for r in score_recs], dtype=np.float64))
-    for rec, p in zip(score_recs, probs if probs is not None else []):
-        rec["level_probs"] = [round(float(x), 6) for x in p]
-    if probs is None:
-        for rec in score_recs:
-            del rec["level_probs"]
+    probs = score_to_level_probs(np.array([r["gt_score"] for r in score_recs], dtype=np.float64))
+    for rec, p in zip(score_recs, probs):
+        rec["level_probs"] = [float(x) for x in p]
 
     _write_json(out / "records.json", records)
     for name in ("train", "val", "test"):
@@ -162,7 +141,10 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
         "generator": GENERATOR_VERSION, "seed": seed, "n": int(n), "size": int(size),
         "n_records": len(records), "splits": {s: int(splits.count(s)) for s in ("train", "val", "test")},
         "score_names": list(attrs.SCORE_NAMES), "formula": attrs.FORMULA, "noise_sd": attrs.NOISE_SD,
-        "ceiling_srcc": spearman(clean_overall[test], noisy_overall[test]) if test.sum() > 2 else None,
+        # SRCC(noiseless, noisy overall) on the test split (all images when it has < 3)
+        "ceiling_srcc": spearman(clean_overall[test], noisy_overall[test]) if test.sum() >= 3
+        else spearman(clean_overall, noisy_overall),
+        "ceiling_split": "test" if test.sum() >= 3 else "all",
         "ceiling_srcc_all": spearman(clean_overall, noisy_overall),
         "gt_mean": float(noisy_overall.mean()), "gt_std": float(noisy_overall.std()),
         "seconds": round(time.perf_counter() - start, 3),
@@ -184,12 +166,11 @@ def synthart_corpus(n: int = 2000, seed: int = 0) -> list[str]:
     image placeholder), every score answer for every level word and aspect, and
     ``n`` descriptions.
     """
-    scale = _level_scale()
     texts: list[str] = []
     texts += [prompts.with_image(q) for q in prompts.SCORE_QUESTIONS + prompts.DESCRIPTION_QUESTIONS]
     texts += list(prompts.SCORE_QUESTIONS + prompts.DESCRIPTION_QUESTIONS)
     texts += [prompts.with_image(q) for q in prompts.ATTRIBUTE_QUESTIONS.values()]
     for aspect in (None, *prompts.ATTRIBUTES):
-        texts += [prompts.score_answer(w, aspect) for w in scale.words]
+        texts += [prompts.score_answer(w, aspect) for w in APDD_SCALE.words]
     texts += [synth_item(seed, i, None)["description"] for i in range(n)]
     return texts

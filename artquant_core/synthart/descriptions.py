@@ -15,6 +15,7 @@ ones negative words from :data:`NEGATIVE_WORDS`) and varied in grammar.
 from __future__ import annotations
 
 import colorsys
+import re
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from artquant_core.synthart.attributes import Latent
 POSITIVE_WORDS = frozenset(
     "harmonious pleasing balanced crisp clean confident elegant strong lively well-judged "
     "assured refined calm coherent graceful clear vivid inviting satisfying skilful deliberate "
-    "poised serene uplifting joyful fresh precise lovely".split())
+    "poised serene uplifting joyful fresh precise lovely satisfying".split())
 NEGATIVE_WORDS = frozenset(
     "clashing discordant awkward blurry muddy noisy grainy cramped lopsided crooked cluttered "
     "chaotic weak dull careless confused uneasy murky harsh jarring unsteady flat washed-out "
@@ -126,58 +127,68 @@ MEANING = (
 EMOTION = (
     ("The mood is {neg} and {neg2}, leaving the viewer {feeling}.", "It feels {neg}; the overall impression is {neg2}."),
     ("The mood is mild and somewhat {warm}, neither moving nor off-putting.", "It leaves a modest, {warm} impression."),
-    ("The mood is {pos} and {pos2}, a {warm} and {pos3} impression.", "It feels {pos} and {pos2}, {warm} and inviting."),
+    ("The mood is {pos} and {pos2}, a {warm} and {pos3} impression.", "It feels {pos} and {pos2}, {warm} and {pos3}."),
 )
 WARMTH = ("warm", "cool")
 FEELINGS = ("uneasy", "tense", "confused")
 
 
+# Adjective pools per attribute: (positive words, negative words); all in the two word sets.
+POOLS = {
+    "colour": (("harmonious", "pleasing", "coherent", "refined", "lovely"),
+               ("clashing", "discordant", "jarring", "harsh")),
+    "exposure": (("well-judged", "clear", "vivid", "fresh"), ()),
+    "line": (("calm", "assured", "precise", "clean"), ("crooked", "unsteady", "awkward")),
+    "place": (("confident", "deliberate", "elegant", "well-judged", "strong"),
+              ("awkward", "weak", "cramped", "crude")),
+    "balance": (("balanced", "poised", "calm", "coherent"), ("lopsided", "heavy", "unsteady")),
+    "clutter": (("clean", "calm", "clear"), ("cluttered", "chaotic", "confused")),
+    "technique": (("skilful", "precise", "assured", "confident"), ("careless", "crude", "weak")),
+    "meaning": (("clear", "strong", "coherent"), ("confused", "weak", "dull")),
+    "emotion": (("serene", "uplifting", "joyful", "calm", "satisfying", "inviting", "graceful"),
+                ("uneasy", "tense", "dull", "disappointing", "heavy")),
+}
+
+
+def _a_an(text: str) -> str:
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", lambda m: m.group(1) + "n ", text)
+
+
 def describe(lat: Latent, scores: dict[str, float], pal: np.ndarray, rng: np.random.Generator) -> str:
     """The hierarchical description of one painting (``pal``: the painter's palette)."""
-    pos = sorted(POSITIVE_WORDS)
-    neg = sorted(NEGATIVE_WORDS)
 
-    def P() -> str:
-        return _pick(rng, pos)
-
-    def N() -> str:
-        return _pick(rng, neg)
+    def say(table, level: int, pool: str, **slots) -> str:
+        good, bad = POOLS[pool]
+        pos = [good[i] for i in rng.permutation(len(good))] if good else [""] * 3
+        neg = [bad[i] for i in rng.permutation(len(bad))] if bad else [""] * 3
+        return _fill(rng, _pick(rng, table[level]), pos=pos[0], pos2=pos[1], pos3=pos[2 % len(pos)],
+                     neg=neg[0], neg2=neg[1 % len(neg)], **slots)
 
     hue, hue2 = colour_name(pal[2]), colour_name(pal[0])
     warm = WARMTH[0] if (lat.base_hue < 0.17 or lat.base_hue > 0.9) else WARMTH[1]
-    harmony = _level(lat.harmony)
-    colour = _fill(rng, _pick(rng, COLOUR[harmony]), pos=P(), neg=N(), hue=hue, hue2=hue2,
-                   Hue=hue.capitalize(), scheme=lat.scheme)
-    expo = _fill(rng, _pick(rng, EXPOSURE[_level(lat.exposure)]), pos=P(),
-                 fault=_pick(rng, FAULT_WORDS[lat.exposure_fault]))
-    line = _fill(rng, _pick(rng, LINE[_level(lat.level)]), pos=P(), neg=N(), tilt=round(abs(lat.tilt)))
-    place = _fill(rng, _pick(rng, PLACE[_level(lat.place)]), pos=P(), neg=N(),
-                  neg2=_pick(rng, ("weak", "cramped", "lopsided", "crude")), colour=hue, shape=lat.shape,
-                  where=where(lat))
-    balance = _fill(rng, _pick(rng, BALANCE[_level(lat.balance)]), pos=P(), neg=N(), sec=lat.sec_shape)
-    clutter = _fill(rng, _pick(rng, CLUTTER[_level(lat.order)]), pos=P(), neg=N(), n=lat.clutter)
-    tech_q = min(lat.sharpness, lat.clean)
-    technique = _fill(rng, _pick(rng, TECHNIQUE[_level(tech_q)]), pos=P(), neg=N(),
-                      blur="blurry" if lat.sharpness < lat.clean else "muddy",
-                      noise="grainy" if lat.clean < lat.sharpness else "noisy",
-                      soft="blurry" if lat.sharpness < lat.clean else "grainy")
-    meaning = _fill(rng, _pick(rng, MEANING[_level((scores["theme"] - 1) / 9)]), pos=P(), neg=N(),
-                    shape=lat.shape)
-    mood = _level((scores["overall"] - 1) / 9 + 0.1)
-    emotion = _fill(rng, _pick(rng, EMOTION[mood]), pos=P(), pos2=P(), pos3=P(), neg=N(), neg2=N(),
-                    warm=warm, feeling=_pick(rng, FEELINGS))
+    colour = say(COLOUR, _level(lat.harmony), "colour", hue=hue, hue2=hue2, Hue=hue.capitalize(),
+                 scheme=lat.scheme)
+    expo = say(EXPOSURE, _level(lat.exposure), "exposure", fault=_pick(rng, FAULT_WORDS[lat.exposure_fault]))
+    line = say(LINE, _level(lat.level), "line", tilt=round(abs(lat.tilt)))
+    place = say(PLACE, _level(lat.place), "place", colour=hue, shape=lat.shape, where=where(lat))
+    balance = say(BALANCE, _level(lat.balance), "balance", sec=lat.sec_shape)
+    clutter = say(CLUTTER, _level(lat.order), "clutter", n=lat.clutter)
+    technique = say(TECHNIQUE, _level(min(lat.sharpness, lat.clean)), "technique",
+                    blur="blurry" if lat.sharpness < lat.clean else "muddy",
+                    noise="grainy" if lat.clean < lat.sharpness else "noisy",
+                    soft="blurry" if lat.sharpness < lat.clean else "grainy")
+    meaning = say(MEANING, _level((scores["theme"] - 1) / 9), "meaning", shape=lat.shape)
+    emotion = say(EMOTION, _level((scores["overall"] - 1) / 9 + 0.1), "emotion", warm=warm,
+                  feeling=_pick(rng, FEELINGS))
 
-    # keep it short: colour + one of exposure/line, and composition as placement + one more clause
-    perception = [colour, expo if _level(lat.exposure) < 2 or rng.random() < 0.3 else line]
-    if perception[1] is expo and _level(lat.level) < 2:
-        perception.append(line)
-    perception.append(place)
-    perception.append(balance if _level(lat.balance) != 1 or rng.random() < 0.5 else clutter)
-    if _level(lat.order) == 0 and clutter not in perception:
-        perception.append(clutter)
+    # Short answers: colour, then the worse of exposure / horizon, then placement and the
+    # most telling of balance / clutter.
+    second = expo if lat.exposure < lat.level else line
+    third = balance if abs(lat.balance - 0.5) >= abs(lat.order - 0.5) else clutter
+    perception = [colour, second, place, third]
     cognition = [technique, meaning] if rng.random() < 0.7 else [meaning, technique]
-    return ("Perception: " + " ".join(perception) + " Cognition: " + " ".join(cognition)
-            + " Emotion: " + emotion)
+    return _a_an("Perception: " + " ".join(perception) + " Cognition: " + " ".join(cognition)
+                 + " Emotion: " + emotion)
 
 
 def polarity(text: str) -> float:

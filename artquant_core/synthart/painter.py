@@ -39,8 +39,8 @@ def palette(lat: Latent, rng: np.random.Generator) -> np.ndarray:
     colours = []
     for role, (off, bad, (s, v)) in enumerate(zip(SCHEME_OFFSETS[lat.scheme], DISCORD_OFFSETS, ROLE_SV)):
         hue = (lat.base_hue + ((1 - discord) * off + discord * bad) / 360.0) % 1.0
-        s = float(np.clip(s + discord * rng.uniform(-0.35, 0.35), 0.1, 1.0))
-        v = float(np.clip(v + discord * rng.uniform(-0.25, 0.25), 0.25, 1.0))
+        s = max(0.1, min(1.0, s + discord * rng.uniform(-0.35, 0.35)))
+        v = max(0.25, min(1.0, v + discord * rng.uniform(-0.25, 0.25)))
         colours.append(colorsys.hsv_to_rgb(hue, s, v))
     return np.asarray(colours, dtype=np.float32)
 
@@ -64,15 +64,27 @@ def shape_distance(shape: str, X: np.ndarray, Y: np.ndarray, cx: float, cy: floa
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _paint(canvas: np.ndarray, distance: np.ndarray, colour: np.ndarray) -> None:
+def _paint(canvas: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: np.ndarray) -> None:
+    """Composite a soft-edged shape onto ``canvas`` in place (only inside its bounding box)."""
+    size = canvas.shape[0]
+    lo_x, hi_x = max(0, int(cx - 1.5 * r) - 1), min(size, int(cx + 1.5 * r) + 2)
+    lo_y, hi_y = max(0, int(cy - 1.5 * r) - 1), min(size, int(cy + 1.5 * r) + 2)
+    if lo_x >= hi_x or lo_y >= hi_y:
+        return
+    xs = np.arange(lo_x, hi_x, dtype=np.float32) + 0.5
+    ys = np.arange(lo_y, hi_y, dtype=np.float32) + 0.5
+    distance = shape_distance(shape, xs[None, :], ys[:, None], cx, cy, r)
     alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]
-    canvas *= 1.0 - alpha
-    canvas += alpha * colour
+    patch = canvas[lo_y:hi_y, lo_x:hi_x]
+    patch *= 1.0 - alpha
+    patch += alpha * colour
 
 
-def render(lat: Latent, size: int, rng: np.random.Generator) -> np.ndarray:
-    """The painting as a ``(size, size, 3)`` uint8 array."""
-    pal = palette(lat, rng)
+def render(lat: Latent, size: int, rng: np.random.Generator, pal: np.ndarray | None = None) -> np.ndarray:
+    """The painting as a ``(size, size, 3)`` uint8 array (``pal``: :func:`palette`'s colours,
+    drawn from ``rng`` when not given)."""
+    if pal is None:
+        pal = palette(lat, rng)
     coords = np.arange(size, dtype=np.float32) + 0.5
     X, Y = np.meshgrid(coords, coords)
 
@@ -81,20 +93,19 @@ def render(lat: Latent, size: int, rng: np.random.Generator) -> np.ndarray:
     line_y = lat.horizon * size + math.tan(theta) * (X - size / 2)
     below = np.clip(0.5 + (Y - line_y) * math.cos(theta), 0.0, 1.0)[..., None]
     shade = (1.0 + 0.12 * (0.5 - Y / size))[..., None]
-    canvas = ((1 - below) * pal[0] + below * pal[1]) * shade
+    canvas = (((1 - below) * pal[0] + below * pal[1]) * shade).astype(np.float32)
 
     for _ in range(lat.clutter):
         cx, cy = rng.uniform(0.06, 0.94, size=2) * size
         r = rng.uniform(0.03, 0.05) * size
         hue_jitter = rng.uniform(-0.15, 0.15, size=3)
         colour = np.clip(pal[4] + hue_jitter, 0, 1).astype(np.float32)
-        _paint(canvas, shape_distance(("disc", "square")[int(rng.integers(2))], X, Y, cx, cy, r), colour)
+        _paint(canvas, ("disc", "square")[int(rng.integers(2))], cx, cy, r, colour)
 
     r_main = lat.radius * size
-    _paint(canvas, shape_distance(lat.sec_shape, X, Y, lat.sec_x * size, lat.sec_y * size,
-                                  SECONDARY_SCALE * r_main), pal[3])
+    _paint(canvas, lat.sec_shape, lat.sec_x * size, lat.sec_y * size, SECONDARY_SCALE * r_main, pal[3])
     mx, my = main_position(lat)
-    _paint(canvas, shape_distance(lat.shape, X, Y, mx * size, my * size, r_main), pal[2])
+    _paint(canvas, lat.shape, mx * size, my * size, r_main, pal[2])
 
     # exposure fault
     dev = 1.0 - lat.exposure
