@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP_DIR = ROOT / "artquant_core" / "pretrained" / "tiny_scorer"
-DATA_SEED = 1000  # the shipped-weights test draws its test split from another seed
+DATA_SEED = 1000  # pre-training data
+FRESH_SEED = 777  # the shipped-weights check draws from a seed training never saw
 
 
 class TimeBudget(TrainerCallback):
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget, then checkpoint and stop")
     parser.add_argument("--ship", action="store_true", help="copy the trained scorer into the package")
+    parser.add_argument("--ship-only", action="store_true", help="ship the scorer already in --out (no training)")
     args, overrides = parser.parse_known_args(argv)
 
     from artquant_core import make_synthart
@@ -61,20 +63,47 @@ def main(argv: list[str] | None = None) -> int:
         make_synthart(data, args.n_images, seed=DATA_SEED, size=args.image_size)
     config = parse_config(ScorerTrainingConfig, ["--config", args.config, *overrides], output_dir=str(out),
                           train_data=str(data / "train.json"), eval_data=str(data / "val.json"))
-    start = time.time()
-    metrics = train_scorer(config, resume_from_checkpoint=True if args.resume else None,
-                           callbacks=[TimeBudget(args.minutes)] if args.minutes else None)
-    metrics["wall_s"] = round(time.time() - start, 1)
-    print(json.dumps(metrics, indent=2))
-    if args.ship:
-        from artquant_core.scorer import ArtQuantScorer
-
-        ArtQuantScorer.from_pretrained(out).save_pretrained(SHIP_DIR)
-        (SHIP_DIR / "training_summary.json").write_text(json.dumps(
-            {"data_seed": DATA_SEED, "n_images": args.n_images, "image_size": args.image_size,
-             "config": args.config, "overrides": overrides, "metrics": metrics}, indent=2) + "\n")
-        print(f"shipped to {SHIP_DIR}")
+    metrics: dict = {}
+    if not args.ship_only:
+        start = time.time()
+        metrics = train_scorer(config, resume_from_checkpoint=True if args.resume else None,
+                               callbacks=[TimeBudget(args.minutes)] if args.minutes else None)
+        metrics["wall_s"] = round(time.time() - start, 1)
+        print(json.dumps(metrics, indent=2))
+    if args.ship or args.ship_only:
+        ship(out, {"data_seed": DATA_SEED, "n_images": args.n_images, "image_size": args.image_size,
+                   "config": Path(args.config).name, "overrides": overrides, "train_metrics": metrics})
     return 0
+
+
+def ship(run_dir: Path, info: dict) -> dict:
+    """Copy the run's scorer into the package and measure it on a fresh draw (seed never trained on)."""
+    import torch
+
+    from artquant_core import make_synthart
+    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.images import load_image, pil_to_uint8_tensor
+    from artquant_core.metrics import evaluate_scores
+    from artquant_core.records import load_records
+    from artquant_core.scorer import ArtQuantScorer
+
+    ArtQuantScorer.from_pretrained(run_dir).save_pretrained(SHIP_DIR)
+    state = json.loads((run_dir / "final_metrics.json").read_text()) if (run_dir / "final_metrics.json").is_file() else {}
+    fresh = Path(make_synthart(run_dir / f"fresh_seed{FRESH_SEED}", 600, seed=FRESH_SEED, size=64))
+    scorer = ArtQuantScorer.from_pretrained(SHIP_DIR).eval()
+    records = [r for r in load_records(fresh) if r.task_type == "score"]
+    images = torch.stack([pil_to_uint8_tensor(load_image(r.image)) for r in records])
+    fresh_metrics = evaluate_scores(scorer.score(images, batch_size=100).score, [r.gt_score for r in records])
+    baseline = pixel_baseline_srcc(fresh)
+    meta = json.loads((fresh.parent / "synthart_meta.json").read_text())
+    summary = {**info, "run_final_metrics": state, "fresh_seed": FRESH_SEED, "fresh_n": len(records),
+               "fresh_test_srcc": fresh_metrics["srcc"], "fresh_test_plcc": fresh_metrics["plcc"],
+               "pixel_baseline_srcc": baseline["srcc"], "ceiling_srcc": meta.get("ceiling_srcc"),
+               "beats_pixel_baseline": bool(fresh_metrics["srcc"] > baseline["srcc"])}
+    (SHIP_DIR / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"shipped to {SHIP_DIR}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,6 +15,13 @@ from transformers import TrainingArguments
 TASKS = ("score", "description", "attributes", "pair")
 
 
+def _has_accelerator() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps is not None and mps.is_available())
+
+
 @dataclass
 class ScorerTrainingConfig(TrainingArguments):
     # --- model -----------------------------------------------------------
@@ -79,6 +86,8 @@ class ScorerTrainingConfig(TrainingArguments):
             self.warmup_steps = self.warmup_ratio
         # The collator builds model inputs from records; nothing may be dropped by column name.
         self.remove_unused_columns = False
+        if not self.use_cpu and not _has_accelerator():
+            self.use_cpu = True  # several CPU processes (torchrun / accelerate) then join over gloo
         super().__post_init__()
         unknown = [t for t in self.task_list if t not in TASKS]
         if unknown:
