@@ -1,0 +1,122 @@
+"""The scorer's training losses as pure tensor functions (no model, no tokenizer).
+
+Conventions: ``logits`` are next-token logits ``(B, T, V)`` as a causal LM
+returns them (position ``t`` predicts token ``t + 1``); ``labels`` are token
+ids with ``-100`` where no loss is taken.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                        rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens of the selected rows.
+
+    ``rows`` is a boolean mask ``(B,)`` choosing the examples of one task; a
+    selection without labelled tokens gives a zero that still carries the graph
+    (so every parameter gets a gradient under DDP).
+    """
+    if rows is not None:
+        labels = labels.masked_fill(~rows[:, None], IGNORE_INDEX)
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    n = (shift_labels != IGNORE_INDEX).sum()
+    if n == 0:
+        return shift_logits.sum() * 0.0
+    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss / n
+
+
+def level_log_probs(level_logits: torch.Tensor, level_token_ids: torch.Tensor,
+                    over: str = "vocab") -> torch.Tensor:
+    """Log-probabilities ``(N, L)`` of the level tokens at the level position.
+
+    ``level_token_ids`` is ``(L,)`` or one row of ids per example ``(N, L)``.
+
+    ``over="vocab"`` is the method's choice (softmax over the whole vocabulary,
+    so mass on non-level tokens is penalised); ``"levels"`` renormalises over
+    the ``L`` level tokens only.
+    """
+    level_logits = level_logits.float()
+    ids = level_token_ids.to(level_logits.device)
+    if ids.dim() == 1:
+        ids = ids.expand(level_logits.shape[0], -1)
+    if over == "vocab":
+        return torch.log_softmax(level_logits, dim=-1).gather(1, ids)
+    if over == "levels":
+        return torch.log_softmax(level_logits.gather(1, ids), dim=-1)
+    raise ValueError(f"level softmax must be 'vocab' or 'levels', got {over!r}")
+
+
+def level_kl_loss(level_logits: torch.Tensor, target_probs: torch.Tensor, level_token_ids: torch.Tensor,
+                  over: str = "vocab") -> torch.Tensor:
+    """Mean over rows of KL(target ‖ softmax(level_logits)).
+
+    ``level_logits (N, V)`` are the logits that predict the level token;
+    ``target_probs (N, L)`` the soft labels. The target is zero on every
+    non-level token, so only the level entries enter the sum (0·log 0 = 0).
+    """
+    if level_logits.shape[0] == 0:
+        return level_logits.sum() * 0.0
+    target = target_probs.to(torch.float32)
+    log_p = level_log_probs(level_logits, level_token_ids, over)
+    log_q = torch.where(target > 0, target.clamp_min(1e-30).log(), torch.zeros_like(target))
+    return (target * (log_q - log_p)).sum(-1).mean()
+
+
+def expected_score(level_probs: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score (expectation) and spread (standard deviation) of level distributions ``(N, L)``."""
+    p = level_probs / level_probs.sum(-1, keepdim=True).clamp_min(1e-12)
+    anchors = anchors.to(p)
+    mu = (p * anchors).sum(-1)
+    var = (p * (anchors - mu[:, None]) ** 2).sum(-1)
+    return mu, var.clamp_min(1e-12).sqrt()
+
+
+def thurstone_prob(mu_a: torch.Tensor, mu_b: torch.Tensor, sigma_a: torch.Tensor | float = 1.0,
+                   sigma_b: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """P(A better than B) = Phi((muA - muB) / sqrt(sA² + sB²))."""
+    sa = torch.as_tensor(sigma_a, dtype=mu_a.dtype, device=mu_a.device)
+    sb = torch.as_tensor(sigma_b, dtype=mu_a.dtype, device=mu_a.device)
+    z = (mu_a - mu_b) / (sa ** 2 + sb ** 2).clamp_min(1e-12).sqrt()
+    return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+
+
+def fidelity_loss(p: torch.Tensor, g: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Mean of 1 - sqrt(p g) - sqrt((1-p)(1-g)) (zero when p == g ∈ {0, 1})."""
+    pg = (p * g).clamp_min(eps).sqrt()
+    qh = ((1 - p) * (1 - g)).clamp_min(eps).sqrt()
+    if p.numel() == 0:
+        return p.sum() * 0.0
+    return (1.0 - pg - qh).mean()
+
+
+def pair_fidelity_loss(pred_mu: torch.Tensor, pred_sigma: torch.Tensor, gt: torch.Tensor,
+                       gt_std: torch.Tensor | None = None, fixed_sigma: bool = False) -> torch.Tensor:
+    """Thurstone fidelity loss over every pair (i < j) of a batch's score examples.
+
+    Predicted and target preference probabilities are formed the same way;
+    with ``fixed_sigma`` both use a spread of 1, otherwise the predicted
+    spreads and the ground-truth ``gt_std`` (1 where unknown).
+    """
+    n = pred_mu.shape[0]
+    if n < 2:
+        return pred_mu.sum() * 0.0
+    i, j = torch.triu_indices(n, n, offset=1, device=pred_mu.device)
+    gt = gt.to(pred_mu)
+    if fixed_sigma:
+        p = thurstone_prob(pred_mu[i], pred_mu[j])
+        g = thurstone_prob(gt[i], gt[j])
+    else:
+        p = thurstone_prob(pred_mu[i], pred_mu[j], pred_sigma[i], pred_sigma[j])
+        std = torch.ones_like(gt) if gt_std is None else gt_std.to(pred_mu)
+        g = thurstone_prob(gt[i], gt[j], std[i], std[j])
+    return fidelity_loss(p, g.detach())

@@ -1,0 +1,110 @@
+"""Pre-train the embedded tiny scorer from random init on a large SynthArt draw (CPU, resumable).
+
+Uses the same ``train_scorer`` users run. Generates the data once (skipped
+when present), trains (``--resume`` continues from the latest complete
+checkpoint after an interruption), and with ``--ship`` copies the result into
+``artquant_core/pretrained/tiny_scorer/`` via ``save_pretrained``.
+
+    python -m scripts.pretrain_tiny_scorer --out /tmp/pretrain_run --n-images 20000 \\
+        --config configs/pretrain_tiny.yaml [--key value ...] [--resume] [--minutes 50] [--ship]
+
+Any other ``--key value`` is a ScorerTrainingConfig override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIP_DIR = ROOT / "artquant_core" / "pretrained" / "tiny_scorer"
+DATA_SEED = 1000  # pre-training data
+FRESH_SEED = 777  # the shipped-weights check draws from a seed training never saw
+
+
+class TimeBudget(TrainerCallback):
+    """Stop (and checkpoint) once ``minutes`` of wall time have passed."""
+
+    def __init__(self, minutes: float) -> None:
+        self.deadline = time.time() + 60.0 * minutes
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.time() > self.deadline:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics, final scorer)")
+    parser.add_argument("--data-dir", default=None, help="SynthArt folder (default: OUT/synthart)")
+    parser.add_argument("--n-images", type=int, default=20000)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "pretrain_tiny.yaml"))
+    parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-time budget, then checkpoint and stop")
+    parser.add_argument("--ship", action="store_true", help="copy the trained scorer into the package")
+    parser.add_argument("--ship-only", action="store_true", help="ship the scorer already in --out (no training)")
+    args, overrides = parser.parse_known_args(argv)
+
+    from artquant_core import make_synthart
+    from artquant_core.config import parse_config
+    from artquant_core.training import ScorerTrainingConfig
+    from artquant_core.training.train import train_scorer
+
+    out = Path(args.out)
+    data = Path(args.data_dir) if args.data_dir else out / "synthart"
+    if not (data / "train.json").is_file():
+        make_synthart(data, args.n_images, seed=DATA_SEED, size=args.image_size)
+    config = parse_config(ScorerTrainingConfig, ["--config", args.config, *overrides], output_dir=str(out),
+                          train_data=str(data / "train.json"), eval_data=str(data / "val.json"))
+    metrics: dict = {}
+    if not args.ship_only:
+        start = time.time()
+        metrics = train_scorer(config, resume_from_checkpoint=True if args.resume else None,
+                               callbacks=[TimeBudget(args.minutes)] if args.minutes else None)
+        metrics["wall_s"] = round(time.time() - start, 1)
+        print(json.dumps(metrics, indent=2))
+    if args.ship or args.ship_only:
+        ship(out, {"data_seed": DATA_SEED, "n_images": args.n_images, "image_size": args.image_size,
+                   "config": Path(args.config).name, "overrides": overrides, "train_metrics": metrics})
+    return 0
+
+
+def ship(run_dir: Path, info: dict) -> dict:
+    """Copy the run's scorer into the package and measure it on a fresh draw (seed never trained on)."""
+    import torch
+
+    from artquant_core import make_synthart
+    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.images import load_image, pil_to_uint8_tensor
+    from artquant_core.metrics import evaluate_scores
+    from artquant_core.records import load_records
+    from artquant_core.scorer import ArtQuantScorer
+
+    ArtQuantScorer.from_pretrained(run_dir).save_pretrained(SHIP_DIR)
+    state = json.loads((run_dir / "final_metrics.json").read_text()) if (run_dir / "final_metrics.json").is_file() else {}
+    fresh = Path(make_synthart(run_dir / f"fresh_seed{FRESH_SEED}", 600, seed=FRESH_SEED, size=64))
+    scorer = ArtQuantScorer.from_pretrained(SHIP_DIR).eval()
+    records = [r for r in load_records(fresh) if r.task_type == "score"]
+    images = torch.stack([pil_to_uint8_tensor(load_image(r.image)) for r in records])
+    fresh_metrics = evaluate_scores(scorer.score(images, batch_size=100).score, [r.gt_score for r in records])
+    baseline = pixel_baseline_srcc(fresh)
+    meta = json.loads((fresh.parent / "synthart_meta.json").read_text())
+    summary = {**info, "run_final_metrics": state, "fresh_seed": FRESH_SEED, "fresh_n": len(records),
+               "fresh_test_srcc": fresh_metrics["srcc"], "fresh_test_plcc": fresh_metrics["plcc"],
+               "pixel_baseline_srcc": baseline["srcc"], "ceiling_srcc": meta.get("ceiling_srcc"),
+               "beats_pixel_baseline": bool(fresh_metrics["srcc"] > baseline["srcc"])}
+    (SHIP_DIR / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"shipped to {SHIP_DIR}")
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
