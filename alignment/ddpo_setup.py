@@ -153,8 +153,12 @@ class DDPOSetup:
             out["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
         return out
 
+    def finish(self) -> None:
+        """End of a successful run: every process waits for the others, then trackers end."""
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+
     def close(self) -> None:
         if self.tracker is not None:
             self.tracker.close()
-        self.accelerator.wait_for_everyone()
-        self.accelerator.end_training()
+            self.tracker = None

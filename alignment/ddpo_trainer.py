@@ -75,9 +75,10 @@ class DDPOTrainer:
                                           cfg.num_epochs)}
             if start < cfg.num_epochs:
                 self.save_checkpoint(cfg.num_epochs)
+            s.finish()  # all processes meet here, so none exits while another still trains
         finally:
             self.rewarder.close()
-            s.close()
+            s.close()  # no collective call: an error on one process must not wait for the others
         return final
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class DDPOTrainer:
             metrics.update(self._train_inner(samples, epoch, inner))
         metrics["train_s"] = time.perf_counter() - t0
         n = samples["latents"].shape[0] * self.s.accelerator.num_processes
-        metrics["samples_per_s"] = n / (metrics["sample_s"] + metrics["train_s"])
+        metrics["samples_per_s"] = n / (metrics["sample_s"] + metrics["reward_s"] + metrics["train_s"])
         metrics.update(self.s.peak_memory())
         return metrics
 

@@ -10,6 +10,9 @@ import torch
 def resolve_pretrained(pretrained_model: str, cache_dir: str | Path, seed: int = 0) -> str:
     """``"tiny"`` → the embedded tiny SD (built under ``cache_dir`` once); a folder → checked; else a hub id.
 
+    The tiny model is always initialised with seed 0, whatever ``seed`` (a run's
+    training seed) is, so runs with different seeds fine-tune the same base model.
+
     A local folder must be a diffusers pipeline (``model_index.json``); the
     error names the folder otherwise. Checked before any model is loaded.
     """

@@ -122,3 +122,14 @@ def test_non_finite_loss_is_named(tmp_path):
     samples["advantages"][0] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite DDPO loss"):
         trainer.backward_micro_batch(samples, torch.tensor([0, 1]), torch.tensor([[0, 1], [1, 2]]), 1, True)
+
+
+def test_shipped_configs_parse_and_validate():
+    sd15 = parse_config(DDPOConfig, ["--config", "configs/ddpo_sd15.yaml"])
+    assert (sd15.sample_num_steps, sd15.sample_eta, sd15.guidance_scale) == (50, 1.0, 5.0)
+    assert (sd15.learning_rate, sd15.clip_range, sd15.adv_clip_max, sd15.per_prompt_buffer_size) == (3e-4, 1e-4, 5.0, 16)
+    assert sd15.use_lora and sd15.mixed_precision == "bf16" and sd15.train_timestep_batch == 10
+    sd15.validate(num_processes=8)
+    tiny = parse_config(DDPOConfig, ["--config", "configs/ddpo_tiny.yaml", "--num_epochs", "2"])
+    assert tiny.pretrained_model == "tiny" and tiny.num_epochs == 2
+    tiny.validate()
