@@ -1,0 +1,213 @@
+"""DDPO performance benchmark: the toolkit's DDPOTrainer against trl 0.23.1's, same settings.
+
+Both trainers fine-tune the same tiny SD pipeline folder (``build_tiny_sd``)
+with identical settings: 64 px, DDIM 10 steps, eta 1, CFG 5 (also in
+training), sample batch 4 x 2 batches per epoch, train batch 2, 1 inner
+epoch, every timestep trained, LoRA rank 4 on the UNet attention projections,
+lr 3e-4, brightness reward, fp32, ``--threads`` torch threads.
+
+Each run is a fresh subprocess; runs alternate (ours, peer, ours, peer, ...)
+so that a change in machine load hits both sides alike. The first epoch of
+every run is warm-up and excluded; the figure is the median steady-state
+samples/s (sampling + reward + training of an epoch) over all runs, with the
+peak RSS of each run's process.
+
+The peer runs in its own virtual environment (created on first use, see
+``--peer-venv``): trl 0.23.1, transformers<5, diffusers 0.35, peft 0.17,
+accelerate 1.10 and the same torch 2.13.0 (pinned with ``-c constraints.txt``
+so no CUDA build is pulled). trl is never a dependency of the toolkit.
+
+    python scripts/bench_ddpo.py --epochs 4 --rounds 2 --out bench_ddpo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PEER_RUNNER = REPO / "scripts" / "peer_ddpo_runner.py"
+DEFAULT_PEER_VENV = Path.home() / ".cache" / "artquant" / "peer-trl-0.23.1"
+PEER_REQUIREMENTS = ["trl==0.23.1", "transformers<5", "diffusers==0.35.*", "peft==0.17.*",
+                     "accelerate==1.10.*", "torch==2.13.0"]
+PROMPT = "a painting of a cat"
+
+# The comparison's settings, in our DDPOConfig's field names (the peer runner sets trl's equivalents).
+OUR_SETTINGS = dict(
+    sample_num_steps=10, sample_eta=1.0, guidance_scale=5.0,
+    sample_batch_size=4, sample_num_batches_per_epoch=2,
+    train_batch_size=2, train_gradient_accumulation_steps=1, train_num_inner_epochs=1,
+    train_timestep_fraction=1.0, learning_rate=3e-4, clip_range=1e-4, adv_clip_max=5.0,
+    per_prompt_stat_tracking=False, use_lora=True, lora_rank=4, kl_coef=0.0,
+    mixed_precision="no", reward="brightness",
+)
+
+
+def peer_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_peer_venv(venv: Path) -> Path:
+    """Create the peer's virtual environment once; later calls only check that trl 0.23.1 imports."""
+    python = peer_python(venv)
+    check = [str(python), "-c", "import trl, sys; sys.exit(trl.__version__ != '0.23.1')"]
+    if python.is_file() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"creating the peer environment in {venv} (trl 0.23.1; a few minutes) ...", flush=True)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
+                    *PEER_REQUIREMENTS], check=True)
+    if subprocess.run(check, capture_output=True).returncode != 0:
+        raise RuntimeError(f"{venv}: trl 0.23.1 does not import after installation")
+    return python
+
+
+def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_batch: int | None = None) -> int:
+    """Worker: our DDPOTrainer for ``epochs`` epochs, timed around each epoch (sample + reward + train)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from alignment import DDPOConfig, DDPOTrainer
+
+    out_dir = tempfile.mkdtemp(prefix="ours-ddpo-")
+    config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
+                        output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
+                        resolution=64, train_timestep_batch=timestep_batch, **OUR_SETTINGS)
+    t0 = time.perf_counter()
+    trainer = DDPOTrainer(config)
+    setup_s = time.perf_counter() - t0
+    setup_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # libraries + models + LoRA
+    per_epoch = int(config.sample_batch_size * config.sample_num_batches_per_epoch)
+    epochs_out: list[dict] = []
+    run_epoch = trainer._epoch  # the whole epoch: sampling, (async) rewards, advantages, training
+
+    def timed_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
+        metrics = run_epoch(epoch)
+        epoch_s = time.perf_counter() - start
+        epochs_out.append({"epoch": epoch, "epoch_s": epoch_s, "samples": per_epoch,
+                           "samples_per_s": per_epoch / epoch_s, "sample_s": metrics.get("sample_s"),
+                           "train_s": metrics.get("train_s"), "reward_s": metrics.get("reward_s")})
+        print(f"ours epoch {epoch}: {epoch_s:.2f} s ({per_epoch / epoch_s:.3f} samples/s)", flush=True)
+        return metrics
+
+    trainer._epoch = timed_epoch
+    trainer.train()
+    Path(result).write_text(json.dumps({
+        "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
+        "setup_rss_mib": setup_rss_mib,
+        "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "versions": {"torch": torch.__version__},
+    }, indent=1))
+    return 0
+
+
+def _launch(cmd: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", PYTHONPATH=str(REPO))
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        result = fh.name
+    proc = subprocess.run(cmd + ["--result", result], env=env, cwd=str(REPO), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark run failed ({' '.join(cmd[:2])}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    data = json.loads(Path(result).read_text())
+    os.unlink(result)
+    return data
+
+
+def summarize(runs: list[dict]) -> dict:
+    steady = [e for run in runs for e in run["epochs"][1:]]
+    if not steady:
+        raise ValueError("need at least 2 epochs per run (the first is warm-up)")
+    return {
+        "samples_per_s": statistics.median(e["samples_per_s"] for e in steady),
+        "epoch_s": statistics.median(e["epoch_s"] for e in steady),
+        "sample_s": statistics.median(e["sample_s"] for e in steady if e.get("sample_s") is not None)
+        if any(e.get("sample_s") is not None for e in steady) else None,
+        "train_s": statistics.median(e["train_s"] for e in steady if e.get("train_s") is not None)
+        if any(e.get("train_s") is not None for e in steady) else None,
+        "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
+        "setup_rss_mib": max(run.get("setup_rss_mib", 0.0) for run in runs),
+        "steady_epochs": len(steady),
+        "name": runs[0]["name"],
+        "versions": runs[0].get("versions", {}),
+    }
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="DDPO: artquant vs trl 0.23.1 at identical settings")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per side, alternating")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pipeline", default=None, help="tiny SD folder (default: build_tiny_sd into a temp dir)")
+    parser.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV)
+    parser.add_argument("--ours-timestep-batch", type=int, default=None,
+                        help="our train_timestep_batch (timesteps per UNet call in training; default: all in one)")
+    parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--out", default=None, help="write the summary JSON here")
+    parser.add_argument("--worker", choices=["ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
+    if args.worker == "ours":
+        return run_ours(args.pipeline, args.epochs, args.threads, args.result, args.ours_timestep_batch)
+
+    pipeline = args.pipeline
+    if pipeline is None:
+        from alignment import build_tiny_sd
+
+        pipeline = build_tiny_sd(Path(tempfile.mkdtemp(prefix="bench-ddpo-")) / "tiny_sd", seed=0)
+    peer = None if args.skip_peer else ensure_peer_venv(args.peer_venv)
+    load = os.getloadavg()
+    runs: dict[str, list[dict]] = {"ours": [], "peer": []}
+    common = ["--pipeline", pipeline, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    for round_ in range(args.rounds):
+        if not args.skip_ours:
+            print(f"round {round_ + 1}/{args.rounds}: ours", flush=True)
+            extra = ["--ours-timestep-batch", str(args.ours_timestep_batch)] if args.ours_timestep_batch else []
+            runs["ours"].append(_launch([sys.executable, str(Path(__file__).resolve()), "--worker", "ours", *common,
+                                         *extra], args.threads))
+        if peer is not None:
+            print(f"round {round_ + 1}/{args.rounds}: trl 0.23.1", flush=True)
+            runs["peer"].append(_launch([str(peer), str(PEER_RUNNER), *common], args.threads))
+
+    summary = {side: summarize(r) for side, r in runs.items() if r}
+    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "ours_train_timestep_batch": args.ours_timestep_batch, "epochs_per_run": args.epochs, "rounds": args.rounds,
+                           "threads": args.threads, "prompt": PROMPT}
+    summary["loadavg_before"] = load
+    summary["loadavg_after"] = os.getloadavg()
+    if "ours" in summary and "peer" in summary:
+        summary["speedup"] = summary["ours"]["samples_per_s"] / summary["peer"]["samples_per_s"]
+        summary["memory_ratio"] = summary["ours"]["peak_rss_mib"] / summary["peer"]["peak_rss_mib"]
+    print(f"\n{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13} "
+          f"{'after setup':>12}")
+    for side in ("ours", "peer"):
+        if side in summary:
+            s = summary[side]
+            print(f"{s['name']:<28} {s['samples_per_s']:>10.3f} {s['epoch_s']:>8.2f} {_fmt(s['sample_s'], '9.2f')} "
+                  f"{_fmt(s['train_s'], '8.2f')} {s['peak_rss_mib']:>13.0f} {s['setup_rss_mib']:>12.0f}")
+    if "speedup" in summary:
+        print(f"speed-up {summary['speedup']:.2f}x, memory ratio {summary['memory_ratio']:.2f} "
+              f"(load average before {load[0]:.2f}, after {summary['loadavg_after'][0]:.2f})")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"runs": runs, **summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
