@@ -101,3 +101,12 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         value = getattr(config, f.name)
         out[f.name] = value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
     return out
+
+
+def config_help(config_cls: type, command: str) -> str:
+    """``--help`` text of a config-driven command: every field with its documented help."""
+    lines = [f"usage: artquant {command} [--config YAML] [--key value ...]", "", "keys:"]
+    for f in dataclasses.fields(config_cls):
+        if f.init:
+            lines.append(f"  --{f.name:<34} {f.metadata.get('help', '')}")
+    return "\n".join(lines)

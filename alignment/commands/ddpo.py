@@ -6,17 +6,12 @@ import json
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        import dataclasses
-
-        from alignment.ddpo_config import DDPOConfig
-
-        print("usage: artquant ddpo [--config YAML] [--key value ...]\n\nkeys:")
-        for f in dataclasses.fields(DDPOConfig):
-            print(f"  --{f.name:<34} {f.metadata.get('help', '')}")
-        return 0
-    from artquant_core.config import parse_config
+    from artquant_core.config import config_help, parse_config
     from alignment.ddpo_config import DDPOConfig
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(config_help(DDPOConfig, "ddpo"))
+        return 0
     from alignment.ddpo_trainer import DDPOTrainer
 
     config = parse_config(DDPOConfig, argv)

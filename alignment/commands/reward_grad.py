@@ -6,17 +6,12 @@ import json
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        import dataclasses
-
-        from alignment.reward_grad_config import RewardGradConfig
-
-        print("usage: artquant reward-grad [--config YAML] [--key value ...]\n\nkeys:")
-        for f in dataclasses.fields(RewardGradConfig):
-            print(f"  --{f.name:<34} {f.metadata.get('help', '')}")
-        return 0
-    from artquant_core.config import parse_config
+    from artquant_core.config import config_help, parse_config
     from alignment.reward_grad_config import RewardGradConfig
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(config_help(RewardGradConfig, "reward-grad"))
+        return 0
     from alignment.reward_grad_trainer import RewardGradTrainer
 
     config = parse_config(RewardGradConfig, argv)
