@@ -20,6 +20,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; return the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], x_key: str, y_keys: Sequence[str], path: str | Path,
                 title: str = "", std_suffix: str | None = None, ylabel: str = "") -> Path:
     """Line plot of ``y_keys`` against ``x_key`` over metric rows (rows lacking a key are skipped).
@@ -48,12 +58,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], x_key: str, y_keys: Sequence[str
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def image_grid(images: Any, path: str | Path, captions: Sequence[str] | None = None, ncols: int = 8,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from artquant_core.metrics import evaluate_scores, logistic4
-from artquant_core.plots import _pyplot
+from artquant_core.plots import _pyplot, save_figure
 
 
 def plot_score_scatter(pred: Any, gt: Any, path: str | Path, title: str = "",
@@ -35,9 +35,4 @@ def plot_score_scatter(pred: Any, gt: Any, path: str | Path, title: str = "",
     ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
