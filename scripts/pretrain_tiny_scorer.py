@@ -5,7 +5,7 @@ when present), trains (``--resume`` continues from the latest complete
 checkpoint after an interruption), and with ``--ship`` copies the result into
 ``artquant_core/pretrained/tiny_scorer/`` via ``save_pretrained``.
 
-    python -m scripts.pretrain_tiny_scorer --out /tmp/pretrain_run --n-images 20000 \\
+    python -m scripts.pretrain_tiny_scorer --out /tmp/pretrain_run --n-images 50000 \\
         --config configs/pretrain_tiny.yaml [--key value ...] [--resume] [--minutes 50] [--ship]
 
 Any other ``--key value`` is a ScorerTrainingConfig override.
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics, final scorer)")
     parser.add_argument("--data-dir", default=None, help="SynthArt folder (default: OUT/synthart)")
-    parser.add_argument("--n-images", type=int, default=20000)
+    parser.add_argument("--n-images", type=int, default=50000)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--config", default=str(ROOT / "configs" / "pretrain_tiny.yaml"))
     parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")

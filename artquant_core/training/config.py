@@ -64,8 +64,17 @@ class ScorerTrainingConfig(TrainingArguments):
         "help": "Regex (or comma-separated names) of the modules LoRA wraps; default: the language model's linear layers."})
     train_vision_tower: bool = field(default=False, metadata={
         "help": "With LoRA: also fully train the vision tower and projector."})
+    freeze_vision_tower: bool = field(default=False, metadata={
+        "help": "Full fine-tuning: keep the vision encoder fixed and train the projector and language model "
+                "(LLaVA's second stage; here, after a vision warm-up)."})
     merge_lora_on_save: bool = field(default=False, metadata={
         "help": "Save the final scorer with the adapters merged into the weights."})
+    vision_warmup_steps: int = field(default=0, metadata={
+        "help": "Steps of score + attribute regression on the vision tower and projector (temporary linear head "
+                "on the visual tokens) before the main training; for towers trained from scratch. 0 = off; "
+                "skipped on resume."})
+    vision_warmup_learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate of the vision warm-up."})
+    vision_warmup_batch_size: int = field(default=64, metadata={"help": "Images per vision warm-up step."})
     # --- run -------------------------------------------------------------
     warmup_ratio: float | None = field(default=None, metadata={
         "help": "Fraction of steps for linear warm-up (sets warmup_steps; transformers 5 dropped the field)."})
@@ -92,6 +101,12 @@ class ScorerTrainingConfig(TrainingArguments):
         unknown = [t for t in self.task_list if t not in TASKS]
         if unknown:
             raise ValueError(f"tasks: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+        if self.freeze_vision_tower and self.use_lora:
+            raise ValueError("freeze_vision_tower applies to full fine-tuning; with use_lora the vision tower is "
+                             "frozen unless train_vision_tower is set")
+        if self.vision_warmup_steps < 0 or self.vision_warmup_batch_size < 1:
+            raise ValueError(f"vision_warmup_steps must be >= 0 and vision_warmup_batch_size >= 1, got "
+                             f"{self.vision_warmup_steps} and {self.vision_warmup_batch_size}")
         if self.level_softmax not in ("vocab", "levels"):
             raise ValueError(f"level_softmax must be 'vocab' or 'levels', got {self.level_softmax!r}")
         for name in ("description_weight", "score_weight", "kl_weight", "pair_weight"):

@@ -15,7 +15,9 @@ from artquant_core.checkpoint import latest_checkpoint
 from artquant_core.training.config import ScorerTrainingConfig
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
-VISION_MODULES = ("visual", "vision_tower", "multi_modal_projector")
+from artquant_core.training.vision_warmup import VISION_MODULES
+
+PROJECTOR_MODULES = ("merger", "multi_modal_projector")  # Qwen-VL's merger sits inside `visual`
 
 
 def resolve_attn_implementation(name: str) -> str:
@@ -51,7 +53,22 @@ def load_scorer_for_training(config: ScorerTrainingConfig):
         scorer = ArtQuantScorer.from_pretrained(name, **kwargs)
     if config.use_lora:
         scorer.model = _wrap_lora(scorer.model, config)
+    elif config.freeze_vision_tower:
+        frozen = freeze_vision_encoder(scorer.model)
+        if not frozen:
+            raise ValueError(f"freeze_vision_tower: {name} has no vision encoder parameters to freeze")
     return scorer
+
+
+def freeze_vision_encoder(model) -> int:
+    """Stop gradients to the vision encoder, not to the projector; returns the number of tensors frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        path = f".{name}."
+        if any(f".{m}." in path for m in VISION_MODULES) and not any(f".{m}." in path for m in PROJECTOR_MODULES):
+            param.requires_grad_(False)
+            frozen += 1
+    return frozen
 
 
 def _wrap_lora(model, config: ScorerTrainingConfig):
@@ -130,6 +147,21 @@ class TrackerCallback(TrainerCallback):
             self._plot()
 
 
+def _warm_up_vision(scorer, records, root: str, config: ScorerTrainingConfig) -> None:
+    """Score regression on the vision tower first (from-scratch models), logged to ``vision_warmup.json``."""
+    from artquant_core.training.vision_warmup import vision_warmup, warmup_targets
+
+    paths, names, targets = warmup_targets(records, root)
+    history = vision_warmup(scorer, paths, targets, config.vision_warmup_steps,
+                            learning_rate=config.vision_warmup_learning_rate,
+                            batch_size=config.vision_warmup_batch_size, seed=config.seed,
+                            progress=not config.disable_tqdm)
+    if config.process_index == 0:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(config.output_dir) / "vision_warmup.json").write_text(
+            json.dumps({"targets": names, "n_images": len(paths), "history": history}) + "\n")
+
+
 def _eval_items(config: ScorerTrainingConfig) -> list[tuple[str, float]]:
     from artquant_core.records import load_records
 
@@ -172,6 +204,8 @@ def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | st
                               seed=config.seed, attributes_per_record=config.attributes_per_record,
                               description_fraction=config.description_fraction)
     train_set = ExampleDataset(examples, skip_bad_images=config.skip_bad_images)
+    if config.vision_warmup_steps > 0 and resume is None:
+        _warm_up_vision(scorer, records, root, config)
     eval_items = _eval_items(config) if config.eval_data else []
     if not eval_items and config.eval_strategy != "no":
         raise ValueError(f"eval_strategy={config.eval_strategy.value!r} needs eval_data")
