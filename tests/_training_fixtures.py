@@ -38,6 +38,15 @@ def train_args(setup: dict[str, str], out: Path, **extra) -> list[str]:
     return argv
 
 
+def run_training(setup: dict[str, str], out: Path, resume: bool = False, **extra) -> dict:
+    """``train_scorer`` on the shared set-up with ``train_args`` (+ ``extra``); returns its metrics."""
+    from artquant_core.config import parse_config
+    from artquant_core.training import ScorerTrainingConfig, train_scorer
+
+    config = parse_config(ScorerTrainingConfig, train_args(setup, out, **extra))
+    return train_scorer(config, resume_from_checkpoint=True if resume else None)
+
+
 def run_child(code: str, timeout: float = 600, wait: bool = True, **popen) -> subprocess.Popen | subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
     cmd = [sys.executable, "-c", code]

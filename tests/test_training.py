@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from artquant_core.config import parse_config
-from tests._training_fixtures import make_setup, run_child, train_args
+from tests._training_fixtures import make_setup, run_child, run_training, train_args
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,8 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(setup, tmp_path_factory):
-    from artquant_core.training import ScorerTrainingConfig, train_scorer
-
     out = tmp_path_factory.mktemp("run") / "out"
-    config = parse_config(ScorerTrainingConfig, train_args(setup, out))
-    return out, train_scorer(config)
+    return out, run_training(setup, out)
 
 
 def test_training_writes_every_output_and_the_scorer_reloads(trained):

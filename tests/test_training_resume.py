@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from artquant_core.config import parse_config
-from tests._training_fixtures import make_setup, run_child, train_args
+from tests._training_fixtures import make_setup, run_child, run_training, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -60,18 +59,13 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(setup, tmp_path_factory):
-    from artquant_core.training import ScorerTrainingConfig, train_scorer
-
     out = tmp_path_factory.mktemp("ref") / "out"
-    train_scorer(parse_config(ScorerTrainingConfig, train_args(setup, out, max_steps=8, eval_steps=4)))
+    run_training(setup, out, max_steps=8, eval_steps=4)
     return _weights(out)
 
 
 def _resume(setup, out: Path) -> None:
-    from artquant_core.training import ScorerTrainingConfig, train_scorer
-
-    train_scorer(parse_config(ScorerTrainingConfig, train_args(setup, out, max_steps=8, eval_steps=4)),
-                 resume_from_checkpoint=True)
+    run_training(setup, out, resume=True, max_steps=8, eval_steps=4)
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(setup, reference, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from artquant_core.config import parse_config
-from tests._training_fixtures import TINY, make_setup, train_args
+from tests._training_fixtures import TINY, make_setup, run_training
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +90,41 @@ def test_warmup_rejects_mixed_image_sizes_naming_them(tmp_path):
         vision_warmup(scorer, small + large, torch.ones(3, 1), steps=1, progress=False)
 
 
-def test_train_scorer_runs_the_warmup_first_and_not_on_resume(setup, tmp_path):
-    from artquant_core.training import ScorerTrainingConfig, train_scorer
+def test_train_scorer_runs_the_warmup_once_and_keeps_it(setup, tmp_path):
+    from safetensors.torch import load_file
+
+    from artquant_core.scorer import ArtQuantScorer
+    from artquant_core.training.vision_warmup import load_vision_weights
 
     out = tmp_path / "out"
-    args = train_args(setup, out, max_steps=2, save_steps=2, eval_strategy="no", vision_warmup_steps=5,
-                      vision_warmup_batch_size=4)
-    train_scorer(parse_config(ScorerTrainingConfig, args))
-    log = json.loads((out / "vision_warmup.json").read_text())
+    warm = dict(eval_strategy="no", vision_warmup_steps=5, vision_warmup_batch_size=4)
+    run_training(setup, out, max_steps=2, save_steps=2, **warm)
+    log = json.loads((out / "vision_warmup" / "vision_warmup.json").read_text())
     assert log["targets"][0] == "overall" and len(log["history"]) == 5 and log["n_images"] > 0
-    (out / "vision_warmup.json").unlink()
-    args = train_args(setup, out, max_steps=3, save_steps=2, eval_strategy="no", vision_warmup_steps=5,
-                      vision_warmup_batch_size=4)
-    train_scorer(parse_config(ScorerTrainingConfig, args), resume_from_checkpoint=True)
-    assert not (out / "vision_warmup.json").exists()  # the checkpoint already holds the warmed-up tower
+    assert (out / "vision_warmup" / "vision.safetensors").is_file()
+    # resume: the checkpoint holds the warmed-up tower, the warm-up is not run again
+    stamp = (out / "vision_warmup" / "vision_warmup.json").stat().st_mtime_ns
+    run_training(setup, out, resume=True, max_steps=3, save_steps=2, **warm)
+    assert (out / "vision_warmup" / "vision_warmup.json").stat().st_mtime_ns == stamp
+    # killed before the first checkpoint: a fresh start reuses the saved warm-up instead of redoing it
+    again = tmp_path / "again"
+    run_training(setup, again, max_steps=1, save_steps=5, **warm)
+    shutil.rmtree(again / "checkpoint-1", ignore_errors=True)
+    for f in again.glob("model*.safetensors"):
+        f.unlink()
+    stamp = (again / "vision_warmup" / "vision_warmup.json").stat().st_mtime_ns
+    run_training(setup, again, max_steps=1, save_steps=5, **warm)
+    assert (again / "vision_warmup" / "vision_warmup.json").stat().st_mtime_ns == stamp
+    # same seed, same data: the warm-up is deterministic
+    first, second = (load_file(str(d / "vision_warmup" / "vision.safetensors")) for d in (out, again))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    scorer = ArtQuantScorer.from_pretrained(setup["base"])
+    assert load_vision_weights(scorer, again / "vision_warmup") == len(first)
+    assert torch.equal(dict(scorer.model.named_parameters())[next(iter(first))], first[next(iter(first))])
+    with pytest.raises(ValueError, match="other settings"):
+        run_training(setup, again, max_steps=1, save_steps=5,
+                                                                   eval_strategy="no", vision_warmup_steps=6,
+                                                                   vision_warmup_batch_size=4)
 
 
 def test_bad_warmup_settings_are_named():
@@ -114,11 +136,11 @@ def test_bad_warmup_settings_are_named():
 
 def test_freeze_vision_tower_keeps_the_encoder_and_trains_the_projector(setup, tmp_path):
     from artquant_core.scorer import ArtQuantScorer
-    from artquant_core.training import ScorerTrainingConfig, train_scorer
+    from artquant_core.training import ScorerTrainingConfig
 
     out = tmp_path / "frozen"
-    train_scorer(parse_config(ScorerTrainingConfig, train_args(setup, out, max_steps=2, save_steps=2,
-                                                                eval_strategy="no", freeze_vision_tower="true")))
+    run_training(setup, out, max_steps=2, save_steps=2,
+                                                                eval_strategy="no", freeze_vision_tower="true")
     before = ArtQuantScorer.from_pretrained(setup["base"]).model.state_dict()
     after = ArtQuantScorer.from_pretrained(out).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}

@@ -148,18 +148,28 @@ class TrackerCallback(TrainerCallback):
 
 
 def _warm_up_vision(scorer, records, root: str, config: ScorerTrainingConfig) -> None:
-    """Score regression on the vision tower first (from-scratch models), logged to ``vision_warmup.json``."""
-    from artquant_core.training.vision_warmup import vision_warmup, warmup_targets
+    """Score regression on the vision tower first (from-scratch models); kept in ``output_dir/vision_warmup/``."""
+    from artquant_core.training.vision_warmup import (load_vision_weights, save_vision_weights, vision_warmup,
+                                                       warmup_targets)
 
+    folder = Path(config.output_dir) / "vision_warmup"
+    wanted = {"steps": config.vision_warmup_steps, "learning_rate": config.vision_warmup_learning_rate,
+              "batch_size": config.vision_warmup_batch_size, "seed": config.seed}
+    if (folder / "vision_warmup.json").is_file():
+        done = json.loads((folder / "vision_warmup.json").read_text())
+        if {k: done.get(k) for k in wanted} != wanted:
+            raise ValueError(f"{folder} holds a vision warm-up with other settings "
+                             f"({ {k: done.get(k) for k in wanted} } vs {wanted}); remove it or use another output_dir")
+        load_vision_weights(scorer, folder)  # a run killed before its first checkpoint: keep the warm-up
+        return
     paths, names, targets = warmup_targets(records, root)
     history = vision_warmup(scorer, paths, targets, config.vision_warmup_steps,
                             learning_rate=config.vision_warmup_learning_rate,
                             batch_size=config.vision_warmup_batch_size, seed=config.seed,
                             progress=not config.disable_tqdm)
     if config.process_index == 0:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(config.output_dir) / "vision_warmup.json").write_text(
-            json.dumps({"targets": names, "n_images": len(paths), "history": history}) + "\n")
+        save_vision_weights(scorer, folder, {**wanted, "targets": names, "n_images": len(paths),
+                                             "history": history})
 
 
 def _eval_items(config: ScorerTrainingConfig) -> list[tuple[str, float]]:

@@ -13,7 +13,9 @@ description + score training then only has to route those features to the
 level words.
 
 Used by ``train_scorer`` when ``vision_warmup_steps > 0`` (skipped on resume:
-the checkpoint already holds the warmed-up tower).
+the checkpoint already holds the warmed-up tower). The warmed-up vision weights
+are saved atomically to ``output_dir/vision_warmup/`` so that a run killed
+before its first checkpoint does not redo the warm-up.
 """
 
 from __future__ import annotations
@@ -149,3 +151,41 @@ def vision_warmup(scorer, paths: list[str], targets: torch.Tensor, steps: int, l
             p.requires_grad_(flag)
         optimizer.zero_grad(set_to_none=True)
     return history
+
+
+def _base_model(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def save_vision_weights(scorer, folder: str | Path, info: dict[str, Any]) -> Path:
+    """Write the vision tower + projector tensors (``vision.safetensors``) and ``info`` atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from artquant_core.checkpoint import atomic_directory
+
+    model = _base_model(scorer.model)
+    names = {id(p) for p in _vision_parameters(model)}
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if id(p) in names}
+    with atomic_directory(folder) as tmp:
+        save_file(tensors, str(tmp / "vision.safetensors"))
+        (tmp / "vision_warmup.json").write_text(json.dumps(info) + "\n")
+    return Path(folder)
+
+
+def load_vision_weights(scorer, folder: str | Path) -> int:
+    """Copy the tensors of ``save_vision_weights`` back into the scorer; returns how many were loaded."""
+    from safetensors.torch import load_file
+
+    model = _base_model(scorer.model)
+    params = dict(model.named_parameters())
+    tensors = load_file(str(Path(folder) / "vision.safetensors"))
+    wrong = [n for n, t in tensors.items() if n not in params or params[n].shape != t.shape]
+    if wrong:
+        raise ValueError(f"{folder}/vision.safetensors does not fit this model (e.g. {wrong[0]!r}); "
+                         "it was written for another architecture")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+    return len(tensors)
