@@ -18,6 +18,11 @@ accelerate 1.10 and the same torch 2.13.0 (pinned with ``-c constraints.txt``
 so no CUDA build is pulled). trl is never a dependency of the toolkit.
 
     python scripts/bench_ddpo.py --epochs 4 --rounds 2 --out bench_ddpo.json
+
+On a shared machine, pin it to one free core with one thread; the runs it
+starts inherit the CPU affinity:
+
+    taskset -c 1 python scripts/bench_ddpo.py --threads 1 --epochs 3 --rounds 2
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python scripts/bench_ddpo.py` from anywhere imports the toolkit
+    sys.path.insert(0, str(REPO))
 PEER_RUNNER = REPO / "scripts" / "peer_ddpo_runner.py"
 DEFAULT_PEER_VENV = Path.home() / ".cache" / "artquant" / "peer-trl-0.23.1"
 PEER_REQUIREMENTS = ["trl==0.23.1", "transformers<5", "diffusers==0.35.*", "peft==0.17.*",
