@@ -50,8 +50,9 @@ class DDPOConfig:
     train_batch_size: int = _f(2, "trajectories per training micro-batch (per process)")
     train_gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (each over all trained timesteps)")
     train_timestep_fraction: float = _f(1.0, "fraction of each trajectory's timesteps trained on (random per sample)")
-    train_timestep_batch: int | None = _f(None, "timesteps per UNet call in training (all trained timesteps of a "
-                                                "micro-batch in one call when unset); lower it to save memory")
+    train_timestep_batch: int | None = _f(5, "timesteps per UNet call in training (unset: all trained timesteps of "
+                                             "a micro-batch in one call); bounds activation memory. 5 is as fast "
+                                             "as 10 on the tiny SD with 34 MiB less peak RSS")
     train_num_inner_epochs: int = _f(1, "passes over each epoch's samples")
     learning_rate: float = _f(3e-4, "AdamW learning rate")
     adam_weight_decay: float = _f(1e-4, "AdamW weight decay")
