@@ -54,6 +54,11 @@ class DDPOTrainer:
         self.stat_tracker = PerPromptStatTracker(config.per_prompt_buffer_size, config.per_prompt_min_count)
         self.rewarder = AsyncRewarder(self.s.reward)
 
+    @property
+    def accelerator(self):
+        """The run's ``accelerate.Accelerator`` (process index, main process, gathering)."""
+        return self.s.accelerator
+
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, Any]:
         cfg, s = self.config, self.s
