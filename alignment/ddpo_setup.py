@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
+import gc
 import resource
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -35,6 +38,20 @@ def _move_reward(reward: Callable, device: torch.device) -> Callable:
     if device.type != "cpu" and callable(getattr(reward, "to", None)):
         reward.to(device)
     return reward
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``).
+
+    The allocator keeps the pages of an epoch's freed activations; whatever is
+    allocated next (matplotlib, a checkpoint's buffers) would otherwise add to them.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+            pass
 
 
 class DDPOSetup:
@@ -95,6 +112,20 @@ class DDPOSetup:
         """The trained UNet without its distributed wrapper (sampling, saving)."""
         return self.accelerator.unwrap_model(self.unet)
 
+    def sampling_policy(self) -> contextlib.AbstractContextManager:
+        """The policy as sampling runs it: LoRA folded into fp32 base weights (one matmul per projection
+        instead of three, ~10% faster sampling on the tiny SD); otherwise the model as it is.
+
+        Half-precision base weights are not merged: rounding W + BA to 16 bits would move the recorded
+        log-probabilities away from the training forward's by more than the PPO clip range.
+        """
+        unet = self.policy_unet()
+        if not self.config.use_lora or unet.dtype != torch.float32:
+            return contextlib.nullcontext()
+        from alignment.lora import lora_merged
+
+        return lora_merged(unet)
+
     @contextlib.contextmanager
     def reference_policy(self) -> Iterator[Any]:
         """The frozen reference for the KL term: LoRA → adapters disabled; full → a frozen copy."""
@@ -118,20 +149,29 @@ class DDPOSetup:
                                   resume_step=resume_step, is_main_process=self.accelerator.is_main_process)
 
     def log(self, row: dict[str, Any], step: int) -> dict[str, Any]:
-        """Append a metrics row; redraw reward_curve.png (the training reward, on training samples and
-        held-out prompts) and eval_rewards_curve.png (the watch-only ``eval_rewards``: other scales)."""
+        """Append a metrics row (metrics.jsonl, and wandb when enabled)."""
         self.tracker.log(row, step)
-        if self.accelerator.is_main_process:
-            own = f"eval_{metric_name(self.reward.name)}_mean"
-            self.tracker.plot("reward_curve.png", "epoch", ["reward_mean", own],
-                              title=f"DDPO reward {self.reward.name} (mean ± std)", std_suffix="_std",
-                              ylabel="reward")
-            others = [f"eval_{metric_name(r.name)}_mean" for r in self.eval_rewards]
-            others = [k for k in dict.fromkeys(others) if k != own]
-            if others:
-                self.tracker.plot("eval_rewards_curve.png", "epoch", others, std_suffix="_std",
-                                  title="held-out rewards (not trained on)", ylabel="reward")
         return row
+
+    def draw_curves(self) -> None:
+        """Redraw reward_curve.png (the training reward, on training samples and held-out prompts) and
+        eval_rewards_curve.png (the watch-only ``eval_rewards``: other scales) from metrics.jsonl.
+
+        Called with each checkpoint and at the end, not every epoch: plotting loads matplotlib
+        (~20 MiB resident), so it runs after the epoch's tensors are released (``release_memory``)
+        and does not add to the run's peak memory.
+        """
+        if not self.accelerator.is_main_process or self.tracker is None:
+            return
+        release_memory()
+        own = f"eval_{metric_name(self.reward.name)}_mean"
+        self.tracker.plot("reward_curve.png", "epoch", ["reward_mean", own],
+                          title=f"DDPO reward {self.reward.name} (mean ± std)", std_suffix="_std", ylabel="reward")
+        others = [f"eval_{metric_name(r.name)}_mean" for r in self.eval_rewards]
+        others = [k for k in dict.fromkeys(others) if k != own]
+        if others:
+            self.tracker.plot("eval_rewards_curve.png", "epoch", others, std_suffix="_std",
+                              title="held-out rewards (not trained on)", ylabel="reward")
 
     def save_eval_grid(self, images: torch.Tensor, captions: list[str], epoch: int) -> None:
         from artquant_core.plots import image_grid

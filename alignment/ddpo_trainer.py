@@ -54,6 +54,11 @@ class DDPOTrainer:
         self.stat_tracker = PerPromptStatTracker(config.per_prompt_buffer_size, config.per_prompt_min_count)
         self.rewarder = AsyncRewarder(self.s.reward)
 
+    @property
+    def accelerator(self):
+        """The run's ``accelerate.Accelerator`` (process index, main process, gathering)."""
+        return self.s.accelerator
+
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, Any]:
         cfg, s = self.config, self.s
@@ -100,16 +105,17 @@ class DDPOTrainer:
         t0 = time.perf_counter()
         batches, futures, prompt_ids = [], [], []
         unet.eval()
-        for _ in range(cfg.sample_num_batches_per_epoch):
-            ids = torch.randint(len(s.prompts), (cfg.sample_batch_size,), generator=gen)
-            prompts = [s.prompts[i] for i in ids]
-            with acc.autocast():
-                traj = sample_trajectories(unet, s.scheduler, s.vae, s.encode(prompts), s.negative_embeds,
-                                           num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
-                                           eta=cfg.sample_eta, resolution=cfg.resolution, generator=gen)
-            futures.append(self.rewarder.submit(traj.images, prompts))  # scored while the next batch samples
-            batches.append(traj)
-            prompt_ids.append(ids)
+        with s.sampling_policy():
+            for _ in range(cfg.sample_num_batches_per_epoch):
+                ids = torch.randint(len(s.prompts), (cfg.sample_batch_size,), generator=gen)
+                prompts = [s.prompts[i] for i in ids]
+                with acc.autocast():
+                    traj = sample_trajectories(unet, s.scheduler, s.vae, s.encode(prompts), s.negative_embeds,
+                                               num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
+                                               eta=cfg.sample_eta, resolution=cfg.resolution, generator=gen)
+                futures.append(self.rewarder.submit(traj.images, prompts))  # scored while the next batch samples
+                batches.append(traj)
+                prompt_ids.append(ids)
         sample_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         scored = [f.result() for f in futures]
@@ -223,13 +229,14 @@ class DDPOTrainer:
         gen = torch.Generator().manual_seed(_seed(cfg.seed, 424242))
         unet, images = s.policy_unet(), []
         unet.eval()
-        for i in range(0, len(prompts), cfg.sample_batch_size):
-            with s.accelerator.autocast():
-                traj = sample_trajectories(unet, s.scheduler, s.vae, s.encode(prompts[i:i + cfg.sample_batch_size]),
-                                           s.negative_embeds, num_steps=cfg.sample_num_steps,
-                                           guidance_scale=cfg.guidance_scale, eta=cfg.sample_eta,
-                                           resolution=cfg.resolution, generator=gen)
-            images.append(traj.images.float().cpu())
+        with s.sampling_policy():
+            for i in range(0, len(prompts), cfg.sample_batch_size):
+                with s.accelerator.autocast():
+                    traj = sample_trajectories(unet, s.scheduler, s.vae,
+                                               s.encode(prompts[i:i + cfg.sample_batch_size]), s.negative_embeds,
+                                               num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
+                                               eta=cfg.sample_eta, resolution=cfg.resolution, generator=gen)
+                images.append(traj.images.float().cpu())
         images = torch.cat(images)
         out, captions = {}, None
         for reward in [s.reward, *s.eval_rewards]:
@@ -242,6 +249,7 @@ class DDPOTrainer:
     # ----------------------------------------------------------- checkpoints
     def save_checkpoint(self, epoch: int) -> None:
         s = self.s
+        s.draw_curves()
         s.accelerator.wait_for_everyone()
         if s.accelerator.is_main_process:
             save_run_state(self.config.output_dir, epoch, s.policy_unet(), s.optimizer, self.config.use_lora,

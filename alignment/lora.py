@@ -73,3 +73,35 @@ def adapters_disabled(unet) -> Iterator[None]:
         yield
     finally:
         unet.enable_adapters()
+
+
+@contextlib.contextmanager
+def lora_merged(unet) -> Iterator[None]:
+    """The LoRA policy with its adapters folded into the base weights, for inference (sampling).
+
+    Each adapted projection computes ``W x + s B A x`` with three matrix products;
+    merged it is one, ``(W + s B A) x``. The merged weight is a new tensor and the
+    original base tensor is put back afterwards, so nothing drifts: the base weights
+    are bit-for-bit unchanged after the block and the adapter tensors are never touched.
+    Outputs agree with the unmerged forward to float rounding. Not for training (no
+    gradient reaches the adapters through the merged weight).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    restore: list[tuple[torch.Tensor, torch.Tensor]] = []
+    with torch.no_grad():
+        for layer in unet.modules():
+            if not isinstance(layer, LoraLayer) or layer.merged or layer.disable_adapters:
+                continue
+            weight = layer.get_base_layer().weight
+            delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters if name in layer.lora_A)
+            if isinstance(delta, torch.Tensor):
+                restore.append((weight, weight.data))
+                weight.data = weight.data + delta.to(weight.dtype)
+    unet.disable_adapters()
+    try:
+        yield
+    finally:
+        unet.enable_adapters()
+        for weight, original in restore:
+            weight.data = original

@@ -18,6 +18,11 @@ accelerate 1.10 and the same torch 2.13.0 (pinned with ``-c constraints.txt``
 so no CUDA build is pulled). trl is never a dependency of the toolkit.
 
     python scripts/bench_ddpo.py --epochs 4 --rounds 2 --out bench_ddpo.json
+
+On a shared machine, pin it to one free core with one thread; the runs it
+starts inherit the CPU affinity:
+
+    taskset -c 1 python scripts/bench_ddpo.py --threads 1 --epochs 3 --rounds 2
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python scripts/bench_ddpo.py` from anywhere imports the toolkit
+    sys.path.insert(0, str(REPO))
 PEER_RUNNER = REPO / "scripts" / "peer_ddpo_runner.py"
 DEFAULT_PEER_VENV = Path.home() / ".cache" / "artquant" / "peer-trl-0.23.1"
 PEER_REQUIREMENTS = ["trl==0.23.1", "transformers<5", "diffusers==0.35.*", "peft==0.17.*",
@@ -79,9 +86,12 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     from alignment import DDPOConfig, DDPOTrainer
 
     out_dir = tempfile.mkdtemp(prefix="ours-ddpo-")
+    # train_timestep_batch is how our trainer shapes its compute, not a setting of the comparison:
+    # the config's default unless --ours-timestep-batch is given (0: all timesteps in one call)
+    memory = {} if timestep_batch is None else {"train_timestep_batch": timestep_batch or None}
     config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
                         output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
-                        resolution=64, train_timestep_batch=timestep_batch, **OUR_SETTINGS)
+                        resolution=64, **memory, **OUR_SETTINGS)
     t0 = time.perf_counter()
     trainer = DDPOTrainer(config)
     setup_s = time.perf_counter() - t0
@@ -104,6 +114,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
+        "train_timestep_batch": config.train_timestep_batch,
         "setup_rss_mib": setup_rss_mib,
         "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "versions": {"torch": torch.__version__},
@@ -155,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", default=None, help="tiny SD folder (default: build_tiny_sd into a temp dir)")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV)
     parser.add_argument("--ours-timestep-batch", type=int, default=None,
-                        help="our train_timestep_batch (timesteps per UNet call in training; default: all in one)")
+                        help="our train_timestep_batch (timesteps per UNet call in training; default: DDPOConfig's; "
+                             "0: all in one call)")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--out", default=None, help="write the summary JSON here")
@@ -179,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.rounds):
         if not args.skip_ours:
             print(f"round {round_ + 1}/{args.rounds}: ours", flush=True)
-            extra = ["--ours-timestep-batch", str(args.ours_timestep_batch)] if args.ours_timestep_batch else []
+            extra = ([] if args.ours_timestep_batch is None
+                     else ["--ours-timestep-batch", str(args.ours_timestep_batch)])
             runs["ours"].append(_launch([sys.executable, str(Path(__file__).resolve()), "--worker", "ours", *common,
                                          *extra], args.threads))
         if peer is not None:
@@ -187,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             runs["peer"].append(_launch([str(peer), str(PEER_RUNNER), *common], args.threads))
 
     summary = {side: summarize(r) for side, r in runs.items() if r}
-    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "ours_train_timestep_batch": args.ours_timestep_batch, "epochs_per_run": args.epochs, "rounds": args.rounds,
+    ours_tb = runs["ours"][0].get("train_timestep_batch") if runs["ours"] else None
+    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "ours_train_timestep_batch": ours_tb,
+                           "epochs_per_run": args.epochs, "rounds": args.rounds,
                            "threads": args.threads, "prompt": PROMPT}
     summary["loadavg_before"] = load
     summary["loadavg_after"] = os.getloadavg()

@@ -1,0 +1,98 @@
+"""Settings every alignment run shares (DDPO, reward-gradient): one base dataclass.
+
+``DDPOConfig`` and ``RewardGradConfig`` inherit these fields and redeclare the
+few whose default or meaning differs (a redeclared field keeps its place, so
+``--help`` lists the shared keys first, then the method's own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def config_field(default, help: str, **kw):
+    """A dataclass field with its ``--help`` text (lists get a fresh copy per instance)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+_f = config_field
+
+DEFAULT_PROMPTS = ["a painting of a cat", "a painting of a dog", "a landscape with mountains",
+                   "a still life with fruit", "a portrait of a woman", "a city street at night"]
+DEFAULT_EVAL_PROMPTS = ["a painting of a horse", "a forest in winter", "a boat on the sea", "a vase of flowers"]
+
+
+@dataclass
+class AlignmentRunConfig:
+    """Model, prompts, LoRA, precision, evaluation, tracking and checkpoint settings of an alignment run."""
+
+    # model and data
+    pretrained_model: str = _f("tiny", "'tiny' (embedded tiny SD, built into output_dir/tiny_sd), a diffusers "
+                                       "pipeline folder or a hub id (SD 1.x / 2.x)")
+    reward: str = _f("brightness", "reward spec for reward.load_reward, e.g. 'artquant', 'artquant:PATH', "
+                                   "'brightness', 'artquant*0.8+jpeg_compressibility*0.2'")
+    prompts: list[str] = _f(DEFAULT_PROMPTS, "training prompts: a list, or one path to a text file (one prompt a line)")
+    eval_prompts: list[str] = _f(DEFAULT_EVAL_PROMPTS, "held-out prompts for evaluation (list or one file path); "
+                                                       "empty disables evaluation")
+    negative_prompt: str = _f("", "negative prompt (the unconditional branch of guidance)")
+    output_dir: str = _f("runs/alignment", "run folder: metrics.jsonl, reward_curve.png, checkpoint-N/")
+    seed: int = _f(0, "seed of everything (LoRA init, sampling noise, prompt choice, eval noise)")
+    resolution: int = _f(64, "image side in pixels (latent side = resolution / VAE factor)")
+
+    # sampling
+    num_epochs: int = _f(10, "number of epochs")
+    sample_num_steps: int = _f(10, "DDIM steps per trajectory")
+    sample_eta: float = _f(1.0, "DDIM eta")
+    guidance_scale: float = _f(5.0, "classifier-free guidance scale, in sampling and training (1 = no guidance)")
+
+    # training
+    train_batch_size: int = _f(2, "trajectories per training micro-batch (per process)")
+    train_gradient_accumulation_steps: int = _f(1, "micro-batches accumulated per optimizer update")
+    learning_rate: float = _f(3e-4, "AdamW learning rate")
+    adam_weight_decay: float = _f(1e-4, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient-norm clipping")
+    use_lora: bool = _f(True, "train LoRA adapters on the UNet attention (else full fine-tuning)")
+    lora_rank: int = _f(4, "LoRA rank (alpha = rank)")
+    kl_coef: float = _f(0.0, "weight of the KL to the frozen reference policy (LoRA: adapters disabled)")
+    mixed_precision: str = _f("no", "'no', 'fp16' or 'bf16' (frozen weights in that dtype on GPU, autocast)")
+    channels_last: bool = _f(True, "channels-last memory layout for the UNet and VAE convolutions")
+
+    # evaluation, tracking, checkpoints
+    eval_rewards: list[str] = _f([], "extra reward specs scored on eval_prompts only (never trained on)")
+    eval_every: int = _f(5, "evaluate every N epochs (and at the end); 0 disables")
+    eval_num_per_prompt: int = _f(2, "images per eval prompt (fixed seeds)")
+    checkpoint_every: int = _f(5, "write checkpoint-N every N epochs (and at the end); 0 = only at the end")
+    num_checkpoint_limit: int | None = _f(5, "keep only the newest N checkpoints (None keeps all)")
+    resume_from: str | None = _f(None, "'latest' (newest checkpoint in output_dir, if any) or a checkpoint folder")
+    log_with: str | None = _f(None, "'wandb' to mirror metrics to wandb (offline unless configured)")
+    tracker_project: str = _f("artquant-alignment", "wandb project name")
+
+    def __post_init__(self) -> None:
+        """Accept the shapes YAML and ``--key value`` produce: one prompts file as a string, comma lists."""
+        if isinstance(self.prompts, str):
+            self.prompts = [self.prompts]
+        if isinstance(self.eval_prompts, str):
+            self.eval_prompts = [self.eval_prompts]
+        if isinstance(self.eval_rewards, str):
+            self.eval_rewards = [s for s in self.eval_rewards.split(",") if s]
+        if self.log_with in ("none", "None", ""):
+            self.log_with = None
+
+    def validate_shared(self) -> None:
+        """Checks of the shared fields, naming the field."""
+        for name in ("num_epochs", "sample_num_steps", "train_batch_size", "train_gradient_accumulation_steps",
+                     "lora_rank", "resolution"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.eval_every < 0 or self.checkpoint_every < 0:
+            raise ValueError("eval_every and checkpoint_every must be >= 0")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+        if self.log_with not in (None, "wandb"):
+            raise ValueError(f"log_with must be 'wandb' or None, got {self.log_with!r}")
