@@ -86,6 +86,7 @@ def ship(run_dir: Path, info: dict) -> dict:
     from artquant_core.metrics import evaluate_scores
     from artquant_core.records import load_records
     from artquant_core.scorer import ArtQuantScorer
+    from artquant_core.synthart.attributes import SCORE_NAMES
 
     ArtQuantScorer.from_pretrained(run_dir).save_pretrained(SHIP_DIR)
     state = json.loads((run_dir / "final_metrics.json").read_text()) if (run_dir / "final_metrics.json").is_file() else {}
@@ -94,10 +95,15 @@ def ship(run_dir: Path, info: dict) -> dict:
     records = [r for r in load_records(fresh) if r.task_type == "score"]
     images = torch.stack([pil_to_uint8_tensor(load_image(r.image)) for r in records])
     fresh_metrics = evaluate_scores(scorer.score(images, batch_size=100).score, [r.gt_score for r in records])
+    with torch.no_grad():  # attribute scores through the ArtiMuse-style attribute prompts, first 200 paintings
+        aspects = {a: evaluate_scores(scorer.score(images[:200], aspect=a, batch_size=100).score,
+                                      [r.attributes[a] for r in records[:200]])["srcc"]
+                   for a in SCORE_NAMES if a != "overall"}
     baseline = pixel_baseline_srcc(fresh)
     meta = json.loads((fresh.parent / "synthart_meta.json").read_text())
     summary = {**info, "run_final_metrics": state, "fresh_seed": FRESH_SEED, "fresh_n": len(records),
                "fresh_test_srcc": fresh_metrics["srcc"], "fresh_test_plcc": fresh_metrics["plcc"],
+               "fresh_aspect_srcc_first200": aspects,
                "pixel_baseline_srcc": baseline["srcc"], "ceiling_srcc": meta.get("ceiling_srcc"),
                "beats_pixel_baseline": bool(fresh_metrics["srcc"] > baseline["srcc"])}
     (SHIP_DIR / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

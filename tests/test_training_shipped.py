@@ -1,8 +1,9 @@
 """The shipped tiny scorer, re-checked on a freshly drawn SynthArt set whose seed training never saw.
 
-Thresholds are the figures measured when the weights were shipped (see
-``artquant_core/pretrained/tiny_scorer/training_summary.json`` and the README),
-minus a margin for the sampling noise of a 600-image draw.
+Thresholds are the figures measured on the same draw when the weights were
+shipped (``artquant_core/pretrained/tiny_scorer/training_summary.json``, README),
+minus a small margin for floating-point differences between machines, plus the
+issue's bar: at least 0.15 SRCC above the pixel-statistics baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 FRESH_SEED = 777  # pre-training used seed 1000
-MARGIN = 0.10
+MARGIN = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +26,23 @@ def fresh(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shipped_srcc(fresh):
+def fresh_batch(fresh):
     from artquant_core.images import load_image, pil_to_uint8_tensor
-    from artquant_core.metrics import evaluate_scores
     from artquant_core.records import load_records
     from artquant_core.tiny import build_tiny_scorer
 
-    scorer = build_tiny_scorer(pretrained=True).eval()
     records = [r for r in load_records(fresh) if r.task_type == "score"]
     images = torch.stack([pil_to_uint8_tensor(load_image(r.image)) for r in records])
-    preds = scorer.score(images, batch_size=100).score
+    return build_tiny_scorer(pretrained=True).eval(), images, records
+
+
+@pytest.fixture(scope="module")
+def shipped_srcc(fresh_batch):
+    from artquant_core.metrics import evaluate_scores
+
+    scorer, images, records = fresh_batch
+    with torch.no_grad():
+        preds = scorer.score(images, batch_size=100).score
     return evaluate_scores(preds, [r.gt_score for r in records])["srcc"]
 
 
@@ -56,4 +64,15 @@ def test_shipped_weights_beat_the_pixel_baseline(fresh, shipped_srcc):
     if not _summary().get("beats_pixel_baseline", False):
         pytest.xfail(f"the shipped tiny scorer under-fits (SRCC {shipped_srcc:.3f} vs pixel baseline "
                      f"{baseline:.3f}); see README 'Training'")
-    assert shipped_srcc > baseline
+    assert shipped_srcc >= baseline + 0.15, (shipped_srcc, baseline)
+
+
+@pytest.mark.parametrize("aspect", ["technical_execution", "visual_elements"])
+def test_shipped_attribute_scores_follow_their_attribute(fresh_batch, aspect):
+    from artquant_core.metrics import evaluate_scores
+
+    scorer, images, records = fresh_batch
+    with torch.no_grad():
+        preds = scorer.score(images[:200], aspect=aspect, batch_size=100).score
+    srcc = evaluate_scores(preds, [r.attributes[aspect] for r in records[:200]])["srcc"]
+    assert srcc >= _summary()["fresh_aspect_srcc_first200"][aspect] - MARGIN, srcc
