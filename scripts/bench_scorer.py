@@ -1,6 +1,6 @@
 """Throughput of the tiny scorer's forward pass (no grad) on the tensor and PIL paths.
 
-    OMP_NUM_THREADS=2 python -m scripts.bench_scorer [--family qwen2_5_vl|llava] [--batch 16] [--size 64]
+    OMP_NUM_THREADS=2 python -m scripts.bench_scorer [--family qwen2_5_vl|llava] [--batch 16] [--size 64] [--shipped]
 
 Prints images/s for ``score`` on a float tensor batch, on a list of PIL images,
 and with gradients to the pixels (fwd+bwd), after one warm-up call.
@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shipped", action="store_true", help="the shipped pre-trained weights (Qwen2.5-VL tiny)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from PIL import Image
 
     from artquant_core.tiny import build_tiny_scorer
 
-    scorer = build_tiny_scorer(pretrained=False, family=args.family)
+    scorer = build_tiny_scorer(pretrained=args.shipped, family=args.family).eval()
     x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     pil = [Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype("uint8")) for img in x]
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
         scorer.score(xg).score.sum().backward()
 
     result = {
-        "family": args.family, "batch": args.batch, "size": args.size, "threads": args.threads,
+        "family": args.family, "shipped": args.shipped, "batch": args.batch, "size": args.size, "threads": args.threads,
         "params": sum(q.numel() for q in scorer.parameters()),
         "tensor_images_per_s": round(_rate(lambda: scorer.score(x), args.batch, args.repeats), 1),
         "pil_images_per_s": round(_rate(lambda: scorer.score(pil), args.batch, args.repeats), 1),
