@@ -164,3 +164,13 @@ def _fan_in_patch_embed(model: torch.nn.Module) -> None:
             fan_in = module.weight[0].numel()
             with torch.no_grad():
                 module.weight.normal_(0.0, fan_in**-0.5)
+
+
+def load_scorer(name_or_path: str):
+    """``"tiny"`` → the embedded default with its shipped weights; anything else →
+    ``ArtQuantScorer.from_pretrained`` (a folder or hub id). What the commands accept as ``--model``."""
+    if name_or_path == "tiny":
+        return build_tiny_scorer(pretrained=True)
+    from artquant_core.scorer import ArtQuantScorer
+
+    return ArtQuantScorer.from_pretrained(name_or_path)

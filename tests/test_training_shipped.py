@@ -76,3 +76,23 @@ def test_shipped_attribute_scores_follow_their_attribute(fresh_batch, aspect):
         preds = scorer.score(images[:200], aspect=aspect, batch_size=100).score
     srcc = evaluate_scores(preds, [r.attributes[aspect] for r in records[:200]])["srcc"]
     assert srcc >= _summary()["fresh_aspect_srcc_first200"][aspect] - MARGIN, srcc
+
+
+def test_eval_and_score_commands_take_tiny_as_the_shipped_scorer(fresh, fresh_batch, tmp_path, capsys):
+    from artquant_core.metrics import evaluate_scores
+    from scripts.cli import main as cli
+
+    scorer, images, records = fresh_batch
+    test = records[:40]
+    subset = tmp_path / "test40.json"
+    subset.write_text(json.dumps([r.to_dict() for r in test]))
+    assert cli(["eval", "--model", "tiny", "--data", str(subset), "--out", str(tmp_path / "e")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    index = [records.index(r) for r in test]
+    with torch.no_grad():
+        direct = scorer.score(images[index]).score
+    assert metrics["n"] == 40
+    assert metrics["srcc"] == pytest.approx(evaluate_scores(direct, [r.gt_score for r in test])["srcc"], abs=1e-6)
+    assert cli(["score", "--model", "tiny", test[0].image, "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row[0]["score"] == pytest.approx(float(direct[0]), abs=1e-4)

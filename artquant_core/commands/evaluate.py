@@ -94,9 +94,9 @@ def score_with_model(model_path: str, records: list[Record], batch_size: int, as
     import torch
 
     from artquant_core.images import load_image
-    from artquant_core.scorer import ArtQuantScorer
+    from artquant_core.tiny import load_scorer
 
-    scorer = ArtQuantScorer.from_pretrained(model_path).to(device).eval()
+    scorer = load_scorer(model_path).to(device).eval()
     scores: list[float] = []
     with torch.no_grad():
         for start in range(0, len(records), batch_size):
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="artquant eval", description=__doc__.splitlines()[0])
     parser.add_argument("--pred", help="predictions file (JSON list / JSONL / CSV of id, score)")
     parser.add_argument("--gt", "--data", dest="gt", required=True, help="records file with gt_score")
-    parser.add_argument("--model", help="scorer directory (ArtQuantScorer.from_pretrained); instead of --pred")
+    parser.add_argument("--model", help="scorer folder or hub id (ArtQuantScorer.from_pretrained), or 'tiny' "
+                        "(the embedded default); instead of --pred")
     parser.add_argument("--out", default="eval_out", help="output folder for metrics.json and scatter.png")
     parser.add_argument("--image-root", default=None, help="folder relative image paths resolve against")
     parser.add_argument("--scale", choices=sorted(SCALES), default="apdd", help="level scale of gt_score")

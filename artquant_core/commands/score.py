@@ -46,16 +46,10 @@ def main(argv: list[str]) -> int:
     images = [_load_image(p) for p in args.images]  # bad paths fail before the model loads
     from transformers.utils import logging as hf_logging
 
-    from artquant_core.scorer import ArtQuantScorer
+    from artquant_core.tiny import load_scorer
 
     hf_logging.disable_progress_bar()
-    if args.model == "tiny":
-        from artquant_core.tiny import build_tiny_scorer
-
-        scorer = build_tiny_scorer(pretrained=True)
-    else:
-        scorer = ArtQuantScorer.from_pretrained(args.model)
-    scorer.eval()
+    scorer = load_scorer(args.model).eval()
     out = scorer.score(images, aspect=args.aspect, batch_size=args.batch_size)
     descriptions = None
     if args.describe:
