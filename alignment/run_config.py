@@ -76,7 +76,9 @@ class AlignmentRunConfig:
         if isinstance(self.eval_prompts, str):
             self.eval_prompts = [self.eval_prompts]
         if isinstance(self.eval_rewards, str):
-            self.eval_rewards = [s for s in self.eval_rewards.split(",") if s]
+            self.eval_rewards = [self.eval_rewards]
+        # "--eval_rewards a,b" and "--eval_rewards a b" (and YAML lists) mean the same
+        self.eval_rewards = [s.strip() for item in self.eval_rewards for s in str(item).split(",") if s.strip()]
         if self.log_with in ("none", "None", ""):
             self.log_with = None
 

@@ -76,6 +76,8 @@ def test_yaml_config_and_overrides(tmp_path):
     assert cfg.resume_from == "latest" and cfg.eval_rewards == ["brightness"]
     with pytest.raises(ValueError, match="did you mean learning_rate"):
         parse_config(DDPOConfig, ["--learning_rat", "1"])
+    for argv in (["--eval_rewards", "artquant,brightness"], ["--eval_rewards", "artquant", "brightness"]):
+        assert parse_config(DDPOConfig, argv).eval_rewards == ["artquant", "brightness"], argv
 
 
 class NaNAtEpoch:
