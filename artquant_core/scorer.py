@@ -143,7 +143,7 @@ class ArtQuantScorer(nn.Module):
             raise ValueError(f"got {len(answers)} answers for {len(items)} images")
         prefixes = answer_prefix if isinstance(answer_prefix, (list, tuple)) else \
             [answer_prefix or self.answer_prefix] * len(items)
-        pixel_inputs, n_tokens = self.family.preprocess(items, quantize=was_uint8)
+        pixel_inputs, n_tokens = self.pixel_inputs(items, quantize=was_uint8)
         sep, rows, label_rows = self.family.answer_separator, [], []
         for i, question in enumerate(questions):
             question = _strip_image_placeholder(question)
@@ -163,11 +163,15 @@ class ArtQuantScorer(nn.Module):
         batch = {"input_ids": input_ids, "attention_mask": mask, **self.family.extra_inputs(input_ids)}
         if answers is not None:
             batch["labels"] = torch.tensor([[-100] * (width - len(r)) + r for r in label_rows], dtype=torch.long)
+        return {**{k: v.to(self.device) for k, v in batch.items()}, **pixel_inputs}
+
+    def pixel_inputs(self, items: list[torch.Tensor], quantize: bool) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The family's pixel inputs of ``prepare_images`` output, on the model's device and float dtype,
+        and the number of visual tokens of each image."""
+        pixel_inputs, n_tokens = self.family.preprocess(items, quantize=quantize)
         device, dtype = self.device, next(self.model.parameters()).dtype
-        batch = {k: v.to(device) for k, v in batch.items()}
-        for key, value in pixel_inputs.items():
-            batch[key] = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
-        return batch
+        return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                for k, v in pixel_inputs.items()}, n_tokens
 
     # ------------------------------------------------------------------ read-out
     def score_from_logits(self, next_token_logits: torch.Tensor,

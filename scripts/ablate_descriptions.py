@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 def warm_start(args, train_data: Path, folder: Path) -> Path:
     """The shared starting scorer: ``--model`` with its vision tower warmed up (done once, then reused)."""
     from artquant_core.checkpoint import atomic_directory
+    from artquant_core.config import parse_config
     from artquant_core.records import load_records
     from artquant_core.training import ScorerTrainingConfig
     from artquant_core.training.train import load_scorer_for_training
@@ -75,8 +76,6 @@ def warm_start(args, train_data: Path, folder: Path) -> Path:
 
     if (folder / "config.json").is_file():
         return folder
-    from artquant_core.config import parse_config
-
     config = parse_config(ScorerTrainingConfig, [], output_dir=str(folder), model_name_or_path=args.model,
                           tiny_kwargs=args.tiny_kwargs if args.model == "tiny-random" else "", seed=args.seed)
     scorer = load_scorer_for_training(config)

@@ -13,11 +13,9 @@ from transformers import TrainerCallback
 
 from artquant_core.checkpoint import latest_checkpoint
 from artquant_core.training.config import ScorerTrainingConfig
+from artquant_core.training.vision_warmup import VISION_MODULES, is_vision_parameter
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
-from artquant_core.training.vision_warmup import VISION_MODULES
-
-PROJECTOR_MODULES = ("merger", "multi_modal_projector")  # Qwen-VL's merger sits inside `visual`
 
 
 def resolve_attn_implementation(name: str) -> str:
@@ -64,8 +62,7 @@ def freeze_vision_encoder(model) -> int:
     """Stop gradients to the vision encoder, not to the projector; returns the number of tensors frozen."""
     frozen = 0
     for name, param in model.named_parameters():
-        path = f".{name}."
-        if any(f".{m}." in path for m in VISION_MODULES) and not any(f".{m}." in path for m in PROJECTOR_MODULES):
+        if is_vision_parameter(name, projector=False):
             param.requires_grad_(False)
             frozen += 1
     return frozen
@@ -157,9 +154,10 @@ def _warm_up_vision(scorer, records, root: str, config: ScorerTrainingConfig) ->
               "batch_size": config.vision_warmup_batch_size, "seed": config.seed}
     if (folder / "vision_warmup.json").is_file():
         done = json.loads((folder / "vision_warmup.json").read_text())
-        if {k: done.get(k) for k in wanted} != wanted:
+        found = {k: done.get(k) for k in wanted}
+        if found != wanted:
             raise ValueError(f"{folder} holds a vision warm-up with other settings "
-                             f"({ {k: done.get(k) for k in wanted} } vs {wanted}); remove it or use another output_dir")
+                             f"({found} vs {wanted}); remove it or use another output_dir")
         load_vision_weights(scorer, folder)  # a run killed before its first checkpoint: keep the warm-up
         return
     paths, names, targets = warmup_targets(records, root)

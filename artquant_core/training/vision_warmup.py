@@ -31,6 +31,15 @@ from torch import nn
 from artquant_core.images import load_image, pil_to_uint8_tensor
 
 VISION_MODULES = ("visual", "vision_tower", "multi_modal_projector")
+PROJECTOR_MODULES = ("merger", "multi_modal_projector")  # Qwen-VL's merger sits inside `visual`
+
+
+def is_vision_parameter(name: str, projector: bool = True) -> bool:
+    """Whether parameter ``name`` belongs to the vision tower (and, with ``projector``, to the projector)."""
+    path = f".{name}."
+    if not any(f".{m}." in path for m in VISION_MODULES):
+        return False
+    return projector or not any(f".{m}." in path for m in PROJECTOR_MODULES)
 
 
 def warmup_targets(records: Sequence[Any], image_root: str | Path) -> tuple[list[str], list[str], torch.Tensor]:
@@ -56,8 +65,12 @@ def warmup_targets(records: Sequence[Any], image_root: str | Path) -> tuple[list
     return paths, names, targets
 
 
+def _base_model(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _vision_parameters(model: nn.Module) -> list[nn.Parameter]:
-    params = [p for n, p in model.named_parameters() if any(f".{m}." in f".{n}" for m in VISION_MODULES)]
+    params = [p for n, p in model.named_parameters() if is_vision_parameter(n)]
     if not params:
         raise ValueError("vision warm-up: the model has no vision tower / projector parameters "
                          f"(looked for modules named {', '.join(VISION_MODULES)})")
@@ -73,15 +86,11 @@ def image_token_features(scorer, images: torch.Tensor) -> torch.Tensor:
     from artquant_core.vlm_preprocess import prepare_images
 
     items, quantize = prepare_images(images)
-    pixel_inputs, n_tokens = scorer.family.preprocess(items, quantize=quantize)
-    device, dtype = scorer.device, next(scorer.model.parameters()).dtype
-    pixel_inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
-                    for k, v in pixel_inputs.items()}
-    model = scorer.model.get_base_model() if hasattr(scorer.model, "get_base_model") else scorer.model
-    features = model.get_image_features(**pixel_inputs).pooler_output
+    pixel_inputs, n_tokens = scorer.pixel_inputs(items, quantize=quantize)
     if len(set(n_tokens)) != 1:
         raise ValueError(f"vision warm-up needs images that give equal visual token counts; got {sorted(set(n_tokens))}"
                          " (resize the training images to one size)")
+    features = _base_model(scorer.model).get_image_features(**pixel_inputs).pooler_output
     return torch.stack(list(features)) if isinstance(features, (list, tuple)) else features.view(len(items), n_tokens[0], -1)
 
 
@@ -151,10 +160,6 @@ def vision_warmup(scorer, paths: list[str], targets: torch.Tensor, steps: int, l
             p.requires_grad_(flag)
         optimizer.zero_grad(set_to_none=True)
     return history
-
-
-def _base_model(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def save_vision_weights(scorer, folder: str | Path, info: dict[str, Any]) -> Path:
