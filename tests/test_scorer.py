@@ -146,3 +146,16 @@ def test_record_style_image_placeholder_in_questions_is_dropped(scorer):
     a = scorer.encode(x, ["<image>\nHow would you rate the quality of this painting?"])
     b = scorer.encode(x, ["How would you rate the quality of this painting?"])
     assert torch.equal(a["input_ids"], b["input_ids"])
+
+
+def test_tiny_qwen_language_model_can_tell_image_rows_and_columns_apart():
+    """M-RoPE gives rows and columns the lowest rotary frequencies; the tiny default's base keeps them usable."""
+    scorer = build_tiny_scorer(pretrained=False, config=TinyScorerConfig(vision_layers=1, text_layers=1))
+    rotary = scorer.model.model.language_model.rotary_emb
+    t, h, w = rotary.mrope_section
+    row_freqs, col_freqs = rotary.inv_freq[t:t + h], rotary.inv_freq[t + h:t + h + w]
+    # radians the query-key rotation turns per token step along a row / a column of the 4x4 grid
+    assert float(row_freqs.min()) > 0.5 and float(col_freqs.min()) > 0.5
+    usual = build_tiny_scorer(pretrained=False, config=TinyScorerConfig(vision_layers=1, text_layers=1,
+                                                                      text_rope_theta=10000.0))
+    assert float(usual.model.model.language_model.rotary_emb.inv_freq[t + h:].max()) < 0.01

@@ -67,7 +67,7 @@ def test_shipped_weights_beat_the_pixel_baseline(fresh, shipped_srcc):
     assert shipped_srcc >= baseline + 0.15, (shipped_srcc, baseline)
 
 
-@pytest.mark.parametrize("aspect", ["technical_execution", "visual_elements"])
+@pytest.mark.parametrize("aspect", ["technical_execution", "visual_elements", "composition"])
 def test_shipped_attribute_scores_follow_their_attribute(fresh_batch, aspect):
     from artquant_core.metrics import evaluate_scores
 
