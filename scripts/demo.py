@@ -57,11 +57,11 @@ def step_data(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
 
     with tqdm(total=cfg.n_images, desc="synthart", unit="img") as bar:
         records = make_synthart(out / "data", n=cfg.n_images, seed=cfg.seed, size=cfg.image_size,
-                                progress=bar.update)
+                                progress=bar.update, rater=cfg.rater)
     meta = json.loads((out / "data" / "synthart_meta.json").read_text())
     baseline = pixel_baseline_srcc(records)
     return {"splits": meta["splits"], "ceiling_srcc": meta["ceiling_srcc"], "baseline_test_srcc": baseline["srcc"],
-            "summary": f"{cfg.n_images} paintings {meta['splits']}; noise ceiling SRCC {meta['ceiling_srcc']:.3f}, "
+            "summary": f"{cfg.n_images} paintings {meta['splits']} rated by {cfg.rater!r}; noise ceiling SRCC {meta['ceiling_srcc']:.3f}, "
                        f"pixel-statistics baseline test SRCC {baseline['srcc']:.3f}"}
 
 

@@ -36,6 +36,8 @@ class DemoConfig:
     # data
     n_images: int = _f(400, "SynthArt paintings to generate (80/10/10 train/val/test)")
     image_size: int = _f(64, "SynthArt image side in pixels")
+    rater: str = _f("composition", "SynthArt score the fine-tuning data is rated by: overall, or one attribute "
+                    "(e.g. composition: a new rater the shipped scorer must adapt to)")
     # scorer
     scorer_model: str = _f("tiny", "scorer to fine-tune: 'tiny' (shipped weights), 'tiny-random', or a folder")
     scorer_steps: int = _f(60, "fine-tuning optimizer steps")

@@ -97,6 +97,20 @@ def test_bad_arguments_name_the_culprit(tmp_path, kwargs, culprit):
         make_synthart(tmp_path / "x", **kwargs)
 
 
+def test_rater_picks_the_attribute_that_becomes_gt_score(small, tmp_path):
+    comp = Path(make_synthart(tmp_path / "comp", 40, seed=3, rater="composition"))
+    a, b = json.loads(small.read_text()), json.loads(comp.read_text())
+    scored = [(x, y) for x, y in zip(a, b) if "gt_score" in x]
+    # same paintings and attributes, only the target and its level answer change
+    assert all(x["attributes"] == y["attributes"] and x["image"] == y["image"] for x, y in scored)
+    assert all(y["gt_score"] == y["attributes"]["composition"] for _, y in scored)
+    assert all(x["gt_score"] == x["attributes"]["overall"] for x, _ in scored)
+    assert [x["gt_score"] for x, _ in scored] != [y["gt_score"] for _, y in scored]
+    assert json.loads((comp.parent / "synthart_meta.json").read_text())["rater"] == "composition"
+    with pytest.raises(ValueError, match="rater must be one of .*got 'beauty'"):
+        make_synthart(tmp_path / "bad", 5, rater="beauty")
+
+
 def test_out_dir_that_is_a_file_is_refused(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

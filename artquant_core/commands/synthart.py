@@ -1,4 +1,4 @@
-"""``artquant synthart --out DIR --n N [--seed S] [--size PX]``: write the SynthArt data set."""
+"""``artquant synthart --out DIR --n N [--seed S] [--size PX] [--rater NAME]``: write the SynthArt data set."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of paintings (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (>= 16, default 64)")
+    p.add_argument("--rater", default="overall",
+                   help="score used as gt_score: overall (default) or one attribute, e.g. composition")
     return p
 
 
@@ -36,7 +38,8 @@ def main(argv: list[str]) -> int:
 
     start = time.perf_counter()
     with tqdm(total=args.n, desc="synthart", unit="img") as bar:
-        path = make_synthart(args.out, args.n, seed=args.seed, size=args.size, progress=bar.update)
+        path = make_synthart(args.out, args.n, seed=args.seed, size=args.size, progress=bar.update,
+                             rater=args.rater)
     meta = json.loads((Path(path).parent / "synthart_meta.json").read_text())
     print(f"wrote {path}: n={args.n} size={args.size} seed={args.seed} "
           f"ceiling_srcc={meta['ceiling_srcc']:.3f} in {time.perf_counter() - start:.1f}s")

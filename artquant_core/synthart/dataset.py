@@ -59,11 +59,10 @@ def synth_item(seed: int, index: int, size: int | None) -> dict:
     return item
 
 
-def _records_for(item: dict, rid: str, image: str, split: str) -> list[dict]:
+def _records_for(item: dict, rid: str, image: str, split: str, rater: str = "overall") -> list[dict]:
     scores = item["scores"]
-    gt = round(scores["overall"], 4)
+    gt = round(scores[rater], 4)
     attributes = {k: round(v, 4) for k, v in scores.items()}
-    attributes["overall"] = gt
     score_rec = {
         "id": rid, "image": image, "gt_score": gt, "level_probs": None,
         "conversations": [
@@ -101,7 +100,7 @@ def spearman(a, b) -> float:
 
 
 def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
-                  progress: Callable[[int], None] | None = None) -> str:
+                  progress: Callable[[int], None] | None = None, rater: str = "overall") -> str:
     """Write ``n`` SynthArt paintings under ``out_dir``; return the path of ``records.json``.
 
     Writes ``images/NNNNNN.png``; ``records.json`` (a score record and a description
@@ -111,20 +110,27 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
     sd, and the noise-ceiling SRCC: noiseless vs noisy overall score on the test
     split, or on all images when the test split has fewer than 3). Deterministic per
     ``(seed, size)``. ``progress(k)`` is called after every ``k`` images written.
+
+    ``rater``: which of SynthArt's scores is the records' ``gt_score`` — ``"overall"``
+    (default) or one attribute, e.g. ``"composition"`` for a rater who judges only
+    composition (same paintings, a different target: what fine-tuning adapts a scorer to).
+    ``attributes`` always hold every score; the ceiling is computed for ``rater``.
     """
     out = _validate(out_dir, n, size)
+    if rater not in attrs.SCORE_NAMES:
+        raise ValueError(f"rater must be one of {', '.join(attrs.SCORE_NAMES)}, got {rater!r}")
 
     start = time.perf_counter()
     (out / "images").mkdir(parents=True, exist_ok=True)
     splits = assign_splits(int(n), seed)
     records: list[dict] = []
-    clean_overall, noisy_overall = np.empty(n), np.empty(n)
+    clean_gt, noisy_gt = np.empty(n), np.empty(n)
     for i in range(int(n)):
         item = synth_item(seed, i, int(size))
         image = f"images/{i:06d}.png"
         Image.fromarray(item["pixels"]).save(out / image, compress_level=1)
-        records.extend(_records_for(item, f"synthart-{seed}-{i:06d}", image, splits[i]))
-        clean_overall[i], noisy_overall[i] = item["clean"]["overall"], item["scores"]["overall"]
+        records.extend(_records_for(item, f"synthart-{seed}-{i:06d}", image, splits[i], rater))
+        clean_gt[i], noisy_gt[i] = item["clean"][rater], item["scores"][rater]
         if progress is not None:
             progress(1)
 
@@ -141,12 +147,13 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
         "generator": GENERATOR_VERSION, "seed": seed, "n": int(n), "size": int(size),
         "n_records": len(records), "splits": {s: int(splits.count(s)) for s in ("train", "val", "test")},
         "score_names": list(attrs.SCORE_NAMES), "formula": attrs.FORMULA, "noise_sd": attrs.NOISE_SD,
-        # SRCC(noiseless, noisy overall) on the test split (all images when it has < 3)
-        "ceiling_srcc": spearman(clean_overall[test], noisy_overall[test]) if test.sum() >= 3
-        else spearman(clean_overall, noisy_overall),
+        "rater": rater,
+        # SRCC(noiseless, noisy gt_score) on the test split (all images when it has < 3)
+        "ceiling_srcc": spearman(clean_gt[test], noisy_gt[test]) if test.sum() >= 3
+        else spearman(clean_gt, noisy_gt),
         "ceiling_split": "test" if test.sum() >= 3 else "all",
-        "ceiling_srcc_all": spearman(clean_overall, noisy_overall),
-        "gt_mean": float(noisy_overall.mean()), "gt_std": float(noisy_overall.std()),
+        "ceiling_srcc_all": spearman(clean_gt, noisy_gt),
+        "gt_mean": float(noisy_gt.mean()), "gt_std": float(noisy_gt.std()),
         "seconds": round(time.perf_counter() - start, 3),
     }
     _write_json(out / "synthart_meta.json", meta, indent=2)
