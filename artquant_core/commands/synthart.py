@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from artquant_core.synthart.attributes import SCORE_NAMES
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="artquant synthart",
@@ -15,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of paintings (>= 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (>= 16, default 64)")
-    p.add_argument("--rater", default="overall",
+    p.add_argument("--rater", default="overall", choices=SCORE_NAMES,
                    help="score used as gt_score: overall (default) or one attribute, e.g. composition")
     return p
 
