@@ -73,7 +73,8 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
     from artquant_core.checkpoint import latest_checkpoint
 
     r = HtmlReport("ArtQuant toolkit demo")
-    r.paragraph(f"SynthArt data ({cfg.n_images} procedural paintings, seed {cfg.seed}) → scorer fine-tuned "
+    rated = "" if cfg.rater == "overall" else f", scored by a rater who judges {cfg.rater.replace('_', ' ')} only"
+    r.paragraph(f"SynthArt data ({cfg.n_images} procedural paintings, seed {cfg.seed}{rated}) → scorer fine-tuned "
                 f"({cfg.scorer_tasks}) → evaluated on the held-out test split → used as the reward of DDPO on a "
                 f"tiny Stable Diffusion → best-of-{cfg.rerank_n} reranking before and after. Total "
                 f"{summary['total_s']:.0f} s of compute.")
