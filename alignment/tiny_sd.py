@@ -13,6 +13,7 @@ LoRA, DDPO, reward-gradient training.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -43,24 +44,44 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(keep, chars)}
 
 
+def _merge_pair(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
 def build_clip_vocab(words: list[str] = _WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Train a CLIP-format byte-level BPE (vocab + merges, ``</w>`` word ends) on ``words``.
 
     The vocabulary holds every byte (plain and word-final), so any text
-    tokenizes; BPE is trained until each listed word is one token.
+    tokenizes; BPE merges the most frequent adjacent pair until each listed word
+    is one token. Written out rather than using ``tokenizers.trainers.BpeTrainer``:
+    with every word counted once most pairs tie, and that trainer breaks ties in
+    hash order, which changes from process to process (three builds, three
+    different merge lists); here ties go to the lexicographically first pair.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers
 
     alphabet = list(_bytes_to_unicode().values())
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     words = list(dict.fromkeys(w.lower() for w in words))
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    budget = sum(len(w) for w in words) + 1  # at most one merge per character: enough for whole words
-    trainer = trainers.BpeTrainer(vocab_size=2 * len(alphabet) + budget, min_frequency=1, show_progress=False,
-                                  initial_alphabet=alphabet, end_of_word_suffix="</w>", special_tokens=[])
-    bpe.train_from_iterator(words, trainer=trainer)
-    spec = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in spec["merges"]]
+    pieces = [list(piece) for w in words for piece, _ in pre.pre_tokenize_str(w)]
+    for symbols in pieces:
+        symbols[-1] += "</w>"
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(pair for symbols in pieces for pair in zip(symbols, symbols[1:]))
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(pair)
+        pieces = [_merge_pair(symbols, pair) for symbols in pieces]
     vocab: dict[str, int] = {}
     for token in [*alphabet, *(ch + "</w>" for ch in alphabet)]:
         vocab[token] = len(vocab)

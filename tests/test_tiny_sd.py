@@ -35,6 +35,22 @@ def test_tokenizer_encodes_known_words_as_single_tokens(tmp_path):
     assert pipe.tokenizer("zebra!").input_ids[1:-1]  # unknown words fall back to bytes
 
 
+def test_tiny_sd_folder_is_identical_when_built_by_separate_processes(tmp_path):
+    """Hash-ordered tie-breaking in a BPE trainer once gave each process its own tokenizer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("a", "b"):
+        code = f"from alignment import build_tiny_sd; build_tiny_sd({str(tmp_path / name)!r}, seed=0)"
+        subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert any(f.name == "merges.txt" for f in files) and any(f.suffix == ".safetensors" for f in files)
+    differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert not differ, differ
+
+
 def test_sampler_records_a_reproducible_trajectory(tmp_path):
     pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd"))
     enc = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
