@@ -107,7 +107,7 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
     record per painting, image paths relative to the JSON, each with ``attributes``
     and ``split``); ``train.json`` / ``val.json`` / ``test.json`` (the same records by
     split); ``synthart_meta.json`` (generator version, seed, n, size, formula, noise
-    sd, and the noise-ceiling SRCC: noiseless vs noisy overall score on the test
+    sd, and the noise-ceiling SRCC: noiseless vs noisy ``gt_score`` on the test
     split, or on all images when the test split has fewer than 3). Deterministic per
     ``(seed, size)``. ``progress(k)`` is called after every ``k`` images written.
 
