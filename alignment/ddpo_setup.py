@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from alignment.ddpo_config import DDPOConfig
-from alignment.pipeline import load_sd_pipeline, resolve_pretrained
+from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
 from alignment.prompts import load_prompts
 from alignment.reward_worker import metric_name
 
@@ -60,6 +60,7 @@ class DDPOSetup:
     def __init__(self, config: DDPOConfig, reward: Callable | None = None) -> None:
         from accelerate import Accelerator
 
+        import_model_libraries()  # before any reward or pipeline loads transformers
         cfg = self.config = config
         # cpu=True without CUDA: under `accelerate launch --multi_gpu` on a CPU machine the processes
         # then form a gloo group (MULTI_CPU) instead of each running alone.

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
+
+
+def import_model_libraries() -> None:
+    """Import diffusers and transformers' model code without letting them load scipy.
+
+    Both libraries import scipy modules at import time when scipy is installed
+    (the toolkit installs it for its metrics): diffusers for optional DPM-Solver
+    sigma schedules, transformers for its object-detection losses. That is about
+    50 MiB of resident code a diffusion fine-tuning run never calls. Each library
+    asks once whether scipy is installed and keeps the answer, so hiding scipy
+    while they are imported keeps it out; scipy stays importable afterwards for
+    everything else. Does nothing when scipy is already loaded or either library
+    has already decided (it would then import scipy itself, hidden or not).
+    """
+    if "scipy" in sys.modules or "diffusers.utils.import_utils" in sys.modules:
+        return
+    if "transformers.utils.import_utils" in sys.modules:
+        from transformers.utils.import_utils import is_scipy_available
+
+        cache_info = getattr(is_scipy_available, "cache_info", None)
+        if cache_info is None or cache_info().currsize:
+            return
+    sys.modules["scipy"] = None  # importlib.util.find_spec("scipy") → None: "not installed"
+    try:
+        import diffusers.utils.import_utils  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401
+    finally:
+        if sys.modules.get("scipy", 0) is None:
+            del sys.modules["scipy"]
 
 
 def resolve_pretrained(pretrained_model: str, cache_dir: str | Path, seed: int = 0) -> str:

@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from alignment.ddim import ddim_step_full
 from alignment.lora import adapters_disabled, add_lora
+from alignment.pipeline import import_model_libraries
 from alignment.prompts import load_prompts
 from alignment.reward_grad_config import RewardGradConfig
 from alignment.reward_checks import check_differentiable, load_reward_spec
@@ -53,6 +54,7 @@ class RewardGradTrainer:
     def __init__(self, config: RewardGradConfig, reward: Callable | None = None) -> None:
         from accelerate import Accelerator
 
+        import_model_libraries()  # before any reward or pipeline loads transformers
         cfg = self.config = config
         cfg.validate()
         self.reward = reward if reward is not None else load_reward_spec(cfg.reward, "reward")

@@ -18,6 +18,9 @@ def run_trainer_command(argv: list[str], command: str, config_cls: type, load_tr
     if argv and argv[0] in ("-h", "--help"):
         print(config_help(config_cls, command))
         return 0
+    from alignment.pipeline import import_model_libraries
+
+    import_model_libraries()  # first: the config parser imports transformers
     config = parse_config(config_cls, argv)
     trainer = load_trainer()(config)
     metrics = trainer.train()
