@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -69,11 +72,49 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train_scorer(config, resume_from_checkpoint=True if args.resume else None,
                                callbacks=[TimeBudget(args.minutes)] if args.minutes else None)
         metrics["wall_s"] = round(time.time() - start, 1)
+        metrics["machine"] = machine_description()
         print(json.dumps(metrics, indent=2))
     if args.ship or args.ship_only:
         ship(out, {"data_seed": DATA_SEED, "n_images": args.n_images, "image_size": args.image_size,
-                   "config": Path(args.config).name, "overrides": overrides, "train_metrics": metrics})
+                   "config": Path(args.config).name, "overrides": overrides, "train_metrics": metrics,
+                   **training_provenance(out, data, config, metrics)})
     return 0
+
+
+def machine_description() -> str:
+    """Where the training ran: CPU count, torch threads, GPU if any, date (for the shipped summary)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} CPUs ({platform.machine()}), {torch.get_num_threads()} torch threads, {gpu}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def training_provenance(run_dir: Path, data_dir: Path, config, train_metrics: dict) -> dict:
+    """The shipped summary's account of how the weights were made, read from the run itself.
+
+    ``stages``: the vision warm-up as it ran (``vision_warmup/vision_warmup.json``) and the joint
+    stage (steps reached, batch, learning rate); the wall time when trained in this invocation;
+    ``data``: the SynthArt draw (its ``synthart_meta.json``); ``command``: this invocation.
+    """
+    stages: dict = {}
+    warmup_file = run_dir / "vision_warmup" / "vision_warmup.json"
+    if warmup_file.is_file():
+        warmup = json.loads(warmup_file.read_text())
+        stages["vision_warmup"] = {k: warmup.get(k) for k in ("steps", "batch_size", "learning_rate", "n_images")}
+    final_file = run_dir / "final_metrics.json"
+    final = json.loads(final_file.read_text()) if final_file.is_file() else {}
+    stages["joint"] = {"steps": final.get("global_step", config.max_steps),
+                       "batch_size": config.per_device_train_batch_size,
+                       "learning_rate": config.learning_rate,
+                       "freeze_vision_tower": config.freeze_vision_tower}
+    if "wall_s" in train_metrics:  # this invocation's training, warm-up included
+        stages["wall_minutes"] = round(train_metrics["wall_s"] / 60.0, 1)
+    meta_file = data_dir / "synthart_meta.json"
+    data = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return {"stages": stages, "machine": train_metrics.get("machine", "not recorded (shipped without training)"),
+            "data": {k: data.get(k) for k in ("seed", "n", "size", "rater", "splits") if k in data},
+            "command": "python -m scripts.pretrain_tiny_scorer " + " ".join(sys.argv[1:])}
 
 
 def ship(run_dir: Path, info: dict) -> dict:

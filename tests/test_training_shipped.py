@@ -96,3 +96,32 @@ def test_eval_and_score_commands_take_tiny_as_the_shipped_scorer(fresh, fresh_ba
     assert cli(["score", "--model", "tiny", test[0].image, "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row[0]["score"] == pytest.approx(float(direct[0]), abs=1e-4)
+
+
+def test_ship_records_how_the_weights_were_made(tmp_path, monkeypatch):
+    """``training_provenance`` reads the stages from the run folder, not from hand-edited notes."""
+    from artquant_core.config import parse_config
+    from artquant_core.training import ScorerTrainingConfig
+    from scripts.pretrain_tiny_scorer import ROOT, training_provenance
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    (run / "vision_warmup").mkdir(parents=True)
+    data.mkdir()
+    (run / "vision_warmup" / "vision_warmup.json").write_text(json.dumps(
+        {"steps": 40, "batch_size": 8, "learning_rate": 0.002, "n_images": 123, "history": []}))
+    (run / "final_metrics.json").write_text(json.dumps({"global_step": 17}))
+    (data / "synthart_meta.json").write_text(json.dumps({"seed": 5, "n": 200, "size": 64, "rater": "theme"}))
+    config = parse_config(ScorerTrainingConfig, ["--config", str(ROOT / "configs" / "pretrain_tiny.yaml"),
+                                                 "--per_device_train_batch_size", "12"],
+                          output_dir=str(run), train_data="x.json")
+    monkeypatch.setattr("sys.argv", ["pretrain_tiny_scorer.py", "--out", "RUN", "--ship"])
+    got = training_provenance(run, data, config, {"wall_s": 90.0, "machine": "2 CPUs"})
+    assert got["stages"]["vision_warmup"] == {"steps": 40, "batch_size": 8, "learning_rate": 0.002, "n_images": 123}
+    assert got["stages"]["joint"] == {"steps": 17, "batch_size": 12, "learning_rate": 0.001,
+                                      "freeze_vision_tower": True}
+    assert got["stages"]["wall_minutes"] == 1.5
+    assert got["machine"] == "2 CPUs"
+    assert got["data"] == {"seed": 5, "n": 200, "size": 64, "rater": "theme"}
+    assert got["command"] == "python -m scripts.pretrain_tiny_scorer --out RUN --ship"
+    shipped_only = training_provenance(run, data, config, {})  # --ship-only: no training in this invocation
+    assert "wall_minutes" not in shipped_only["stages"] and "not recorded" in shipped_only["machine"]
