@@ -25,6 +25,7 @@ from alignment.ddim import ddim_step_full
 from alignment.ddpo_config import DDPOConfig
 from alignment.ddpo_loss import gaussian_kl, ppo_clip_loss
 from alignment.ddpo_setup import DDPOSetup
+from alignment.eval_scores import save_eval_scores
 from alignment.reward_worker import AsyncRewarder, metric_name, score_batch
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
 from alignment.sampling import guided_noise_pred, sample_trajectories
@@ -238,12 +239,14 @@ class DDPOTrainer:
                                                eta=cfg.sample_eta, resolution=cfg.resolution, generator=gen)
                 images.append(traj.images.float().cpu())
         images = torch.cat(images)
-        out, captions = {}, None
+        out, captions, per_image = {}, None, {}
         for reward in [s.reward, *s.eval_rewards]:
             total, _ = score_batch(reward, images, prompts)
             out.update(_summary(f"eval_{metric_name(reward.name)}", total))
+            per_image[metric_name(reward.name)] = total.tolist()
             captions = captions or [f"{v:.3f}" for v in total.tolist()]
         s.save_eval_grid(images, captions, epoch)
+        save_eval_scores(self.config.output_dir, epoch, prompts, per_image)
         return out
 
     # ----------------------------------------------------------- checkpoints

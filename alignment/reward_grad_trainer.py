@@ -25,6 +25,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from alignment.ddim import ddim_step_full
+from alignment.eval_scores import save_eval_scores
 from alignment.lora import adapters_disabled, add_lora
 from alignment.pipeline import import_model_libraries
 from alignment.prompts import load_prompts
@@ -230,13 +231,15 @@ class RewardGradTrainer:
             images.append(traj.images.float())
         images = torch.cat(images)
         out: dict[str, float] = {}
-        captions = None
+        captions, per_image = None, {}
         with torch.no_grad():
             for reward in [self.reward, *self.eval_rewards]:
                 values = reward(images, prompts).double().cpu()
                 key = f"eval_{metric_name(reward.name)}"
                 out.update({f"{key}_mean": values.mean().item(), f"{key}_std": values.std(unbiased=False).item()})
+                per_image[metric_name(reward.name)] = values.tolist()
                 captions = captions or [f"{v:.3f}" for v in values.tolist()]
+        save_eval_scores(cfg.output_dir, epoch, prompts, per_image)
         from artquant_core.plots import image_grid
 
         image_grid(images.cpu(), Path(cfg.output_dir) / "eval" / f"epoch_{epoch:04d}.png", captions=captions,

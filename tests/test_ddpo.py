@@ -28,7 +28,12 @@ def test_short_run_writes_metrics_curve_grids_and_loadable_lora(tmp_path):
     assert rows[-1]["epoch"] == 2 and "eval_mix_mean" in rows[-1]  # final evaluation
     assert final["eval_mix_mean"] == rows[-1]["eval_mix_mean"]
     assert (out / "reward_curve.png").stat().st_size > 1000
-    assert sorted(p.name for p in (out / "eval").iterdir()) == ["epoch_0000.png", "epoch_0001.png", "epoch_0002.png"]
+    assert sorted(p.name for p in (out / "eval").iterdir()) == [
+        f"epoch_{e:04d}.{ext}" for e in range(3) for ext in ("json", "png")]
+    for r in [r for r in rows if "eval_mix_mean" in r]:  # per-image scores behind each logged mean
+        scores = json.loads((out / "eval" / f"epoch_{r['epoch']:04d}.json").read_text())
+        assert len(scores["scores"]["mix"]) == len(scores["prompts"]) == 2
+        assert sum(scores["scores"]["mix"]) / 2 == pytest.approx(r["eval_mix_mean"], abs=1e-9)
     ckpt = out / "checkpoint-2"
     assert {"pytorch_lora_weights.safetensors", "optimizer.pt", "trainer_state.json", "rng_state.json"} <= {
         p.name for p in ckpt.iterdir()}

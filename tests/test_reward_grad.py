@@ -201,6 +201,9 @@ def test_outputs_and_checkpoint_loadable_by_stable_diffusion_pipeline(tiny_sd, t
     assert rows[-1]["epoch"] == 2 and final["eval_brightness_mean"] == rows[-1]["eval_brightness_mean"]
     assert (out / "reward_curve.png").stat().st_size > 1000
     assert len(list((out / "eval").glob("epoch_*.png"))) == 3
+    scores = json.loads((out / "eval" / "epoch_0002.json").read_text())["scores"]
+    assert set(scores) == {"brightness", "jpeg_compressibility"}
+    assert sum(scores["brightness"]) / len(scores["brightness"]) == pytest.approx(final["eval_brightness_mean"])
     ckpt = out / "checkpoint-2"
     assert json.loads((ckpt / "trainer_state.json").read_text())["epoch"] == 2
 

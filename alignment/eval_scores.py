@@ -1,0 +1,96 @@
+"""Per-image held-out rewards of each evaluation, and the paired change between two evaluations.
+
+Every evaluation draws the same held-out images' noise (fixed seeds), so image
+``i`` at epoch 0 and image ``i`` at epoch N differ only by the fine-tuning. The
+paired difference is the honest measure of a small rise: its standard error
+omits the spread between images that a comparison of two means keeps.
+
+    python -m alignment.eval_scores RUN_DIR [--first EPOCH] [--last EPOCH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+def eval_scores_path(output_dir: str | Path, epoch: int) -> Path:
+    return Path(output_dir) / "eval" / f"epoch_{epoch:04d}.json"
+
+
+def save_eval_scores(output_dir: str | Path, epoch: int, prompts: Sequence[str],
+                     scores: dict[str, Sequence[float]]) -> Path:
+    """``eval/epoch_NNNN.json``: the prompts and, per reward name, one score per image (same order)."""
+    for name, values in scores.items():
+        if len(values) != len(prompts):
+            raise ValueError(f"eval reward {name!r}: {len(values)} scores for {len(prompts)} images")
+    path = eval_scores_path(output_dir, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"epoch": epoch, "prompts": list(prompts),
+                               "scores": {k: [float(v) for v in vals] for k, vals in scores.items()}}))
+    os.replace(tmp, path)
+    return path
+
+
+def load_eval_scores(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        data["prompts"], data["scores"]  # noqa: B018 - the two keys every file must have
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not an evaluation scores file ({exc})") from exc
+    return data
+
+
+def paired_change(before: Sequence[float], after: Sequence[float]) -> dict[str, float]:
+    """Mean of ``after[i] - before[i]``, its standard error, and the mean of each side."""
+    if len(before) != len(after) or len(before) < 2:
+        raise ValueError(f"need two equally long score lists of >= 2 images, got {len(before)} and {len(after)}")
+    diffs = [a - b for a, b in zip(after, before)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    se = math.sqrt(var / n)
+    if se > 0:
+        z = mean / se
+    else:  # every image changed by the same amount
+        z = math.copysign(math.inf, mean) if mean else 0.0
+    return {"n": n, "before": sum(before) / n, "after": sum(after) / n, "change": mean, "se": se, "z": z,
+            "improved_fraction": sum(d > 0 for d in diffs) / n}
+
+
+def compare_evaluations(output_dir: str | Path, first: int | None = None, last: int | None = None) -> dict:
+    """Paired change of every reward between two evaluations of a run (default: the first and the last)."""
+    files = sorted(Path(output_dir, "eval").glob("epoch_*.json"))
+    if len(files) < 2 and (first is None or last is None):
+        raise ValueError(f"{output_dir}: fewer than two evaluations with per-image scores (eval/epoch_*.json)")
+    a = load_eval_scores(eval_scores_path(output_dir, first) if first is not None else files[0])
+    b = load_eval_scores(eval_scores_path(output_dir, last) if last is not None else files[-1])
+    if a["prompts"] != b["prompts"]:
+        raise ValueError(f"{output_dir}: epochs {a.get('epoch')} and {b.get('epoch')} scored different prompts")
+    return {"first": a.get("epoch"), "last": b.get("epoch"),
+            "rewards": {name: paired_change(a["scores"][name], b["scores"][name])
+                        for name in a["scores"] if name in b["scores"]}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="paired change of the held-out rewards between two evaluations")
+    parser.add_argument("run_dir")
+    parser.add_argument("--first", type=int, default=None, help="epoch (default: the first evaluation)")
+    parser.add_argument("--last", type=int, default=None, help="epoch (default: the last evaluation)")
+    args = parser.parse_args(argv)
+    result = compare_evaluations(args.run_dir, args.first, args.last)
+    print(f"epoch {result['first']} → {result['last']}, same held-out images (paired):")
+    for name, r in result["rewards"].items():
+        print(f"  {name}: {r['before']:.4f} → {r['after']:.4f}, change {r['change']:+.4f} ± {r['se']:.4f} "
+              f"(z = {r['z']:.1f}, {100 * r['improved_fraction']:.0f}% of {r['n']} images higher)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
