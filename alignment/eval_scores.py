@@ -19,6 +19,7 @@ from typing import Sequence
 
 
 def eval_scores_path(output_dir: str | Path, epoch: int) -> Path:
+    """Where an evaluation's per-image scores go, beside its image grid."""
     return Path(output_dir) / "eval" / f"epoch_{epoch:04d}.json"
 
 
@@ -38,12 +39,14 @@ def save_eval_scores(output_dir: str | Path, epoch: int, prompts: Sequence[str],
 
 
 def load_eval_scores(path: str | Path) -> dict:
+    """An ``eval/epoch_NNNN.json`` written by :func:`save_eval_scores`; a clear error for anything else."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        data["prompts"], data["scores"]  # noqa: B018 - the two keys every file must have
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not an evaluation scores file ({exc})") from exc
+    if not isinstance(data, dict) or not {"prompts", "scores"} <= set(data):
+        raise ValueError(f"{path}: not an evaluation scores file (needs 'prompts' and 'scores')")
     return data
 
 
