@@ -243,8 +243,8 @@ class DDPOTrainer:
         for reward in [s.reward, *s.eval_rewards]:
             total, _ = score_batch(reward, images, prompts)
             out.update(_summary(f"eval_{metric_name(reward.name)}", total))
-            per_image[metric_name(reward.name)] = total.tolist()
-            captions = captions or [f"{v:.3f}" for v in total.tolist()]
+            per_image[metric_name(reward.name)] = values = total.tolist()
+            captions = captions or [f"{v:.3f}" for v in values]
         s.save_eval_grid(images, captions, epoch)
         save_eval_scores(self.config.output_dir, epoch, prompts, per_image)
         return out

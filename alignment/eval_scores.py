@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -29,13 +28,12 @@ def save_eval_scores(output_dir: str | Path, epoch: int, prompts: Sequence[str],
     for name, values in scores.items():
         if len(values) != len(prompts):
             raise ValueError(f"eval reward {name!r}: {len(values)} scores for {len(prompts)} images")
+    from artquant_core.records import write_json_atomic
+
     path = eval_scores_path(output_dir, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"epoch": epoch, "prompts": list(prompts),
-                               "scores": {k: [float(v) for v in vals] for k, vals in scores.items()}}))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, {"epoch": epoch, "prompts": list(prompts),
+                                    "scores": {k: [float(v) for v in vals] for k, vals in scores.items()}})
 
 
 def load_eval_scores(path: str | Path) -> dict:

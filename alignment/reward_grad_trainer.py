@@ -237,8 +237,8 @@ class RewardGradTrainer:
                 values = reward(images, prompts).double().cpu()
                 key = f"eval_{metric_name(reward.name)}"
                 out.update({f"{key}_mean": values.mean().item(), f"{key}_std": values.std(unbiased=False).item()})
-                per_image[metric_name(reward.name)] = values.tolist()
-                captions = captions or [f"{v:.3f}" for v in values.tolist()]
+                per_image[metric_name(reward.name)] = scores = values.tolist()
+                captions = captions or [f"{v:.3f}" for v in scores]
         save_eval_scores(cfg.output_dir, epoch, prompts, per_image)
         from artquant_core.plots import image_grid
 

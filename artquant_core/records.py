@@ -87,6 +87,15 @@ class _RecordError:
         return ValueError(f"{self.path}: record {self.index} (id {self.id!r}): field {field_name!r}: {problem}")
 
 
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> Path:
+    """Write ``obj`` as JSON through a temporary file renamed into place: a killed writer leaves the old file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent))
+    os.replace(tmp, path)
+    return path
+
+
 def _read_json_or_jsonl(path: Path) -> list[Any]:
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():

@@ -67,17 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(ScorerTrainingConfig, ["--config", args.config, *overrides], output_dir=str(out),
                           train_data=str(data / "train.json"), eval_data=str(data / "val.json"))
     metrics: dict = {}
+    machine = None  # recorded only where the training ran
     if not args.ship_only:
         start = time.time()
         metrics = train_scorer(config, resume_from_checkpoint=True if args.resume else None,
                                callbacks=[TimeBudget(args.minutes)] if args.minutes else None)
         metrics["wall_s"] = round(time.time() - start, 1)
-        metrics["machine"] = machine_description()
+        machine = machine_description()
         print(json.dumps(metrics, indent=2))
     if args.ship or args.ship_only:
         ship(out, {"data_seed": DATA_SEED, "n_images": args.n_images, "image_size": args.image_size,
                    "config": Path(args.config).name, "overrides": overrides, "train_metrics": metrics,
-                   **training_provenance(out, data, config, metrics)})
+                   **training_provenance(out, data, config, metrics.get("wall_s"), machine)})
     return 0
 
 
@@ -90,12 +91,13 @@ def machine_description() -> str:
             f"{time.strftime('%Y-%m-%d')}")
 
 
-def training_provenance(run_dir: Path, data_dir: Path, config, train_metrics: dict) -> dict:
+def training_provenance(run_dir: Path, data_dir: Path, config, wall_s: float | None, machine: str | None) -> dict:
     """The shipped summary's account of how the weights were made, read from the run itself.
 
     ``stages``: the vision warm-up as it ran (``vision_warmup/vision_warmup.json``) and the joint
-    stage (steps reached, batch, learning rate); the wall time when trained in this invocation;
-    ``data``: the SynthArt draw (its ``synthart_meta.json``); ``command``: this invocation.
+    stage (steps reached, batch, learning rate); ``wall_s`` / ``machine``: this invocation's
+    training, when it trained (``None`` for ``--ship-only``); ``data``: the SynthArt draw (its
+    ``synthart_meta.json``); ``command``: this invocation.
     """
     stages: dict = {}
     warmup_file = run_dir / "vision_warmup" / "vision_warmup.json"
@@ -108,11 +110,11 @@ def training_provenance(run_dir: Path, data_dir: Path, config, train_metrics: di
                        "batch_size": config.per_device_train_batch_size,
                        "learning_rate": config.learning_rate,
                        "freeze_vision_tower": config.freeze_vision_tower}
-    if "wall_s" in train_metrics:  # this invocation's training, warm-up included
-        stages["wall_minutes"] = round(train_metrics["wall_s"] / 60.0, 1)
+    if wall_s is not None:  # warm-up included
+        stages["wall_minutes"] = round(wall_s / 60.0, 1)
     meta_file = data_dir / "synthart_meta.json"
     data = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    return {"stages": stages, "machine": train_metrics.get("machine", "not recorded (shipped without training)"),
+    return {"stages": stages, "machine": machine or "not recorded (shipped without training)",
             "data": {k: data.get(k) for k in ("seed", "n", "size", "rater", "splits") if k in data},
             "command": "python -m scripts.pretrain_tiny_scorer " + " ".join(sys.argv[1:])}
 

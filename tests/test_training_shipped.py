@@ -115,7 +115,7 @@ def test_ship_records_how_the_weights_were_made(tmp_path, monkeypatch):
                                                  "--per_device_train_batch_size", "12"],
                           output_dir=str(run), train_data="x.json")
     monkeypatch.setattr("sys.argv", ["pretrain_tiny_scorer.py", "--out", "RUN", "--ship"])
-    got = training_provenance(run, data, config, {"wall_s": 90.0, "machine": "2 CPUs"})
+    got = training_provenance(run, data, config, wall_s=90.0, machine="2 CPUs")
     assert got["stages"]["vision_warmup"] == {"steps": 40, "batch_size": 8, "learning_rate": 0.002, "n_images": 123}
     assert got["stages"]["joint"] == {"steps": 17, "batch_size": 12, "learning_rate": 0.001,
                                       "freeze_vision_tower": True}
@@ -123,5 +123,5 @@ def test_ship_records_how_the_weights_were_made(tmp_path, monkeypatch):
     assert got["machine"] == "2 CPUs"
     assert got["data"] == {"seed": 5, "n": 200, "size": 64, "rater": "theme"}
     assert got["command"] == "python -m scripts.pretrain_tiny_scorer --out RUN --ship"
-    shipped_only = training_provenance(run, data, config, {})  # --ship-only: no training in this invocation
+    shipped_only = training_provenance(run, data, config, None, None)  # --ship-only: no training here
     assert "wall_minutes" not in shipped_only["stages"] and "not recorded" in shipped_only["machine"]

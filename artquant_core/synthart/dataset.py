@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,6 +11,7 @@ from PIL import Image
 
 from artquant_core import prompts
 from artquant_core.levels import APDD_SCALE, score_to_level_probs
+from artquant_core.records import write_json_atomic
 from artquant_core.synthart import attributes as attrs
 from artquant_core.synthart.descriptions import describe
 from artquant_core.synthart.painter import palette, render
@@ -139,9 +139,9 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
     for rec, p in zip(score_recs, probs):
         rec["level_probs"] = [float(x) for x in p]
 
-    _write_json(out / "records.json", records)
+    write_json_atomic(out / "records.json", records)
     for name in ("train", "val", "test"):
-        _write_json(out / f"{name}.json", [r for r in records if r["split"] == name])
+        write_json_atomic(out / f"{name}.json", [r for r in records if r["split"] == name])
     test = np.array([s == "test" for s in splits])
     meta = {
         "generator": GENERATOR_VERSION, "seed": seed, "n": int(n), "size": int(size),
@@ -156,14 +156,8 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
         "gt_mean": float(noisy_gt.mean()), "gt_std": float(noisy_gt.std()),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    _write_json(out / "synthart_meta.json", meta, indent=2)
+    write_json_atomic(out / "synthart_meta.json", meta, indent=2)
     return str(out / "records.json")
-
-
-def _write_json(path: Path, obj, indent: int | None = None) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent))
-    tmp.replace(path)
 
 
 def synthart_corpus(n: int = 2000, seed: int = 0) -> list[str]:
