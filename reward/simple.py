@@ -108,6 +108,27 @@ class Colorfulness(BaseReward):
         return spread + 0.3 * offset
 
 
+class ImageHashNoise(BaseReward):
+    """A null control: uniform ``[0, 1)`` noise that is a fixed function of the image's uint8 pixels.
+
+    It carries no learnable signal (a change of one pixel level draws a new
+    value), so fine-tuning on it shows how far a run's held-out rewards drift
+    from the optimiser's random walk alone — the band a real reward's change
+    must leave before it counts. Deterministic: the same image always gets the
+    same value, in any batch, process or order. Not differentiable.
+    """
+
+    name = "random"
+    differentiable = False
+
+    def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
+        import hashlib
+
+        pixels = (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        digests = [hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=8).digest() for p in pixels]
+        return torch.tensor([int.from_bytes(d, "little") / 2.0 ** 64 for d in digests], dtype=torch.float64)
+
+
 # name -> factory; load_reward's table of simple rewards.
 SIMPLE_REWARDS = {
     "jpeg_compressibility": lambda: JpegCompressibility(sign=-1.0),
@@ -116,4 +137,5 @@ SIMPLE_REWARDS = {
     "saturation": Saturation,
     "contrast": Contrast,
     "colorfulness": Colorfulness,
+    "random": ImageHashNoise,
 }

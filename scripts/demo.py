@@ -3,10 +3,11 @@
 Steps, top to bottom: fresh SynthArt data → the tiny scorer before fine-tuning,
 scored on the test split → fine-tune it (joint description + score) → evaluate
 against the pixel-statistics baseline and the noise ceiling, with attribute
-scores and generated descriptions → build the tiny diffusion model → DDPO
+scores and generated descriptions → build the tiny diffusion model → DDPO,
+then reward-gradient fine-tuning (DRaFT-K, the scorer is differentiable), each
 against the fine-tuned scorer as reward (an extra reward watched on held-out
-prompts for reward hacking) → best-of-N reranking before and after DDPO, same
-seeds. Writes ``DIR/report.html`` (self-contained), ``DIR/summary.json`` and
+prompts for reward hacking) → best-of-N reranking before and after each
+fine-tuning, same seeds. Writes ``DIR/report.html`` (self-contained), ``DIR/summary.json`` and
 ``DIR/scorer/`` (loadable by ``ArtQuantScorer.from_pretrained``).
 
 Each step's results go into ``DIR/demo_state.json`` as it finishes; a re-run
@@ -20,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from scripts.demo_config import DemoConfig, open_run, parse_demo_args, save_state
+from scripts.demo_config import RERANK_PHASES, DemoConfig, open_run, parse_demo_args, save_state
 
 TEST_BATCH = 16
+EVAL_PER_PROMPT = 8  # held-out images per prompt in both fine-tunings' evaluations (fixed seeds)
 
 
 def _score_records(path: Path) -> list[dict[str, Any]]:
@@ -174,31 +176,61 @@ def _ddpo_config(cfg: DemoConfig, out: Path):
         train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
         clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs,
         eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.ddpo_eval_every,
-        eval_num_per_prompt=2,
-        checkpoint_every=cfg.ddpo_eval_every, resume_from="latest")
+        eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=cfg.ddpo_eval_every, resume_from="latest")
+
+
+def _reward_grad_config(cfg: DemoConfig, out: Path):
+    from alignment import RewardGradConfig
+
+    return RewardGradConfig(
+        pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / "reward_grad"),
+        seed=cfg.seed, resolution=cfg.image_size, num_epochs=cfg.reward_grad_epochs,
+        sample_num_steps=cfg.ddpo_sample_steps, train_steps_per_epoch=2, train_batch_size=2,
+        train_gradient_accumulation_steps=2, truncated_backprop_steps=cfg.reward_grad_backprop_steps,
+        learning_rate=cfg.reward_grad_learning_rate, eval_prompts=_held_out_prompts(cfg),
+        eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.reward_grad_eval_every,
+        eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=cfg.reward_grad_eval_every, resume_from="latest")
+
+
+def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -> dict[str, Any]:
+    """First/last training and held-out rewards of a fine-tuning run, and the paired held-out change."""
+    from alignment.eval_scores import compare_evaluations
+    from alignment.reward_worker import metric_name
+    from artquant_core.tracking import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if "step" in r]
+    train_rows = [r for r in rows if "reward_mean" in r]
+    eval_rows = [r for r in rows if "eval_artquant_mean" in r]
+    watch = f"eval_{metric_name(cfg.ddpo_eval_reward)}_mean"
+    paired = compare_evaluations(run_dir)["rewards"]["artquant"]
+    result = {f"{prefix}_reward_first": train_rows[0]["reward_mean"], f"{prefix}_reward_last": train_rows[-1]["reward_mean"],
+              f"{prefix}_eval_reward_first": eval_rows[0]["eval_artquant_mean"],
+              f"{prefix}_eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
+              f"{prefix}_eval_change": paired["change"], f"{prefix}_eval_change_se": paired["se"],
+              f"{prefix}_eval_improved_fraction": paired["improved_fraction"],
+              f"{prefix}_watch_name": cfg.ddpo_eval_reward, f"{prefix}_watch_first": eval_rows[0].get(watch),
+              f"{prefix}_watch_last": eval_rows[-1].get(watch), f"{prefix}_epochs": epochs,
+              f"{prefix}_samples_per_s": train_rows[-1].get("samples_per_s")}
+    result["summary"] = (f"{epochs} epochs: training reward {result[f'{prefix}_reward_first']:.4f} -> "
+                         f"{result[f'{prefix}_reward_last']:.4f}; held-out {result[f'{prefix}_eval_reward_first']:.4f} -> "
+                         f"{result[f'{prefix}_eval_reward_last']:.4f} (paired change {paired['change']:+.4f} ± "
+                         f"{paired['se']:.4f}); {cfg.ddpo_eval_reward} (watch) "
+                         f"{result[f'{prefix}_watch_first']:.3f} -> {result[f'{prefix}_watch_last']:.3f}")
+    return result
 
 
 def step_ddpo(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     from alignment import DDPOTrainer
-    from alignment.reward_worker import metric_name
-    from artquant_core.tracking import read_metrics
 
     DDPOTrainer(_ddpo_config(cfg, out)).train()
-    rows = [r for r in read_metrics(out / "ddpo") if "step" in r]
-    train_rows = [r for r in rows if "reward_mean" in r]
-    eval_rows = [r for r in rows if "eval_artquant_mean" in r]
-    watch = f"eval_{metric_name(cfg.ddpo_eval_reward)}_mean"
-    result = {"ddpo_reward_first": train_rows[0]["reward_mean"], "ddpo_reward_last": train_rows[-1]["reward_mean"],
-              "ddpo_eval_reward_first": eval_rows[0]["eval_artquant_mean"],
-              "ddpo_eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
-              "ddpo_watch_name": cfg.ddpo_eval_reward, "ddpo_watch_first": eval_rows[0].get(watch),
-              "ddpo_watch_last": eval_rows[-1].get(watch), "ddpo_epochs": cfg.ddpo_epochs,
-              "ddpo_samples_per_s": train_rows[-1].get("samples_per_s")}
-    result["summary"] = (f"{cfg.ddpo_epochs} epochs: training reward {result['ddpo_reward_first']:.4f} -> "
-                         f"{result['ddpo_reward_last']:.4f}; held-out {result['ddpo_eval_reward_first']:.4f} -> "
-                         f"{result['ddpo_eval_reward_last']:.4f}; {cfg.ddpo_eval_reward} (watch) "
-                         f"{result['ddpo_watch_first']:.3f} -> {result['ddpo_watch_last']:.3f}")
-    return result
+    return _finetune_result(cfg, out / "ddpo", "ddpo", cfg.ddpo_epochs)
+
+
+def step_reward_grad(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
+    from alignment import RewardGradTrainer
+
+    RewardGradTrainer(_reward_grad_config(cfg, out)).train()
+    return _finetune_result(cfg, out / "reward_grad", "reward_grad", cfg.reward_grad_epochs)
 
 
 def _sample(pipe, prompts: list[str], cfg: DemoConfig):
@@ -224,17 +256,18 @@ def step_rerank(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     pipe = load_sd_pipeline(done["tiny_sd"]["path"])
     pipe.set_progress_bar_config(disable=False, desc="sampling", leave=False)
     result: dict[str, Any] = {"prompts": prompts, "n": cfg.rerank_n}
-    for phase in ("before", "after"):
-        if phase == "after":  # the DDPO LoRA, loaded the way a user would (diffusers format)
-            pipe.load_lora_weights(str(latest_checkpoint(out / "ddpo")))
+    for phase, (run, _) in RERANK_PHASES.items():
+        pipe.unload_lora_weights()
+        if run is not None:  # the fine-tuned LoRA, loaded the way a user would (diffusers format)
+            pipe.load_lora_weights(str(latest_checkpoint(out / run)))
         images = _sample(pipe, prompts, cfg)
         ranked = best_of_n(images, prompts, reward, cfg.rerank_n)
         write_rerank_report(ranked, images, out / "rerank" / phase, spec, group_labels=prompts)
         result[f"rerank_mean_{phase}"] = float(ranked.scores.mean())
         result[f"rerank_best_{phase}"] = float(ranked.best_scores.mean())
-    result["summary"] = (f"best-of-{cfg.rerank_n} on {len(prompts)} held-out prompts: mean reward "
-                         f"{result['rerank_mean_before']:.4f} -> best {result['rerank_best_before']:.4f} before "
-                         f"DDPO, {result['rerank_mean_after']:.4f} -> best {result['rerank_best_after']:.4f} after")
+    result["summary"] = f"best-of-{cfg.rerank_n} on {len(prompts)} held-out prompts, mean reward -> best: " + ", ".join(
+        f"{label} {result[f'rerank_mean_{phase}']:.4f} -> {result[f'rerank_best_{phase}']:.4f}"
+        for phase, (_, label) in RERANK_PHASES.items())
     return result
 
 
@@ -245,7 +278,8 @@ STEPS: list[tuple[str, str, Callable[[DemoConfig, Path, dict], dict]]] = [
     ("evaluate", "evaluate the fine-tuned scorer", step_evaluate),
     ("tiny_sd", "tiny diffusion model", step_tiny_sd),
     ("ddpo", "DDPO with ArtQuantReward", step_ddpo),
-    ("rerank", "best-of-N before/after DDPO", step_rerank),
+    ("reward_grad", "reward-gradient fine-tuning (DRaFT-K) with ArtQuantReward", step_reward_grad),
+    ("rerank", "best-of-N before/after fine-tuning", step_rerank),
 ]
 
 
@@ -275,7 +309,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     report = write_report(cfg, out, done, summary)
     print(f"done in {summary['total_s']:.1f} s: scorer test SRCC {summary['scorer_test_srcc']:.3f} "
           f"(baseline {summary['baseline_test_srcc']:.3f}, ceiling {summary['ceiling_srcc']:.3f}); "
-          f"DDPO reward {summary['ddpo_reward_first']:.4f} -> {summary['ddpo_reward_last']:.4f}; "
+          f"held-out ArtQuant reward: DDPO {summary['ddpo_eval_reward_first']:.4f} -> "
+          f"{summary['ddpo_eval_reward_last']:.4f}, reward-gradient {summary['reward_grad_eval_reward_first']:.4f} -> "
+          f"{summary['reward_grad_eval_reward_last']:.4f}; "
           f"open {report}")
     return summary
 

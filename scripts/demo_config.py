@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: reranking phase -> (fine-tuning run folder whose LoRA the pipeline loads, or None for the base model; label)
+RERANK_PHASES = {"before": (None, "before fine-tuning"), "after": ("ddpo", "after DDPO"),
+                 "after_reward_grad": ("reward_grad", "after reward-gradient fine-tuning")}
+
 STATE_FILE = "demo_state.json"
 STATE_VERSION = 1
 
@@ -61,9 +65,15 @@ class DemoConfig:
     ddpo_inner_epochs: int = _f(2, "passes over each epoch's samples")
     ddpo_eval_every: int = _f(4, "evaluate on held-out prompts every N epochs (and at the end)")
     ddpo_eval_reward: str = _f("jpeg_compressibility", "extra reward watched on held-out prompts (reward hacking)")
+    # reward-gradient fine-tuning (DRaFT-K): same scorer, same held-out prompts and watched reward as DDPO
+    reward_grad_epochs: int = _f(40, "reward-gradient epochs (2 updates of 2 x 2 samples each)")
+    reward_grad_learning_rate: float = _f(5e-3, "LoRA learning rate of the reward-gradient fine-tuning")
+    reward_grad_backprop_steps: int = _f(2, "K of DRaFT-K: denoising steps the reward's gradient flows through")
+    reward_grad_eval_every: int = _f(10, "reward-gradient: evaluate on held-out prompts every N epochs (and at the end)")
     # reranking
     rerank_n: int = _f(4, "candidates per prompt for best-of-N")
-    held_out_prompts: int = _f(4, "held-out prompts (never trained on): DDPO evaluation and best-of-N before/after, same seeds")
+    held_out_prompts: int = _f(4, "held-out prompts (never trained on): evaluation of both fine-tunings and "
+                                 "best-of-N before/after, same seeds")
 
     def run_settings(self) -> dict[str, Any]:
         """Everything that shapes the results (all but the output folder)."""
@@ -74,7 +84,8 @@ class DemoConfig:
             raise ValueError("artquant demo needs --out DIR (the folder for report.html, summary.json, ...)")
         for name in ("n_images", "scorer_steps", "scorer_batch_size", "describe_images", "ddpo_epochs",
                      "ddpo_sample_steps", "ddpo_sample_batch_size", "ddpo_batches_per_epoch",
-                     "ddpo_train_batch_size", "ddpo_inner_epochs", "ddpo_eval_every", "rerank_n", "held_out_prompts"):
+                     "ddpo_train_batch_size", "ddpo_inner_epochs", "ddpo_eval_every", "rerank_n", "held_out_prompts",
+                     "reward_grad_epochs", "reward_grad_backprop_steps", "reward_grad_eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_images < 30:
@@ -86,7 +97,7 @@ QUICK_PRESET: dict[str, Any] = {
     "n_images": 100, "scorer_steps": 4, "scorer_batch_size": 4, "describe_images": 2,
     "describe_max_new_tokens": 24, "ddpo_epochs": 2, "ddpo_sample_steps": 4, "ddpo_sample_batch_size": 2,
     "ddpo_batches_per_epoch": 1, "ddpo_train_batch_size": 2, "ddpo_inner_epochs": 1, "ddpo_eval_every": 2, "rerank_n": 2,
-    "held_out_prompts": 2,
+    "held_out_prompts": 2, "reward_grad_epochs": 2, "reward_grad_eval_every": 2,
 }
 
 
@@ -148,6 +159,6 @@ def open_run(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, out / STATE_FILE)
+    from artquant_core.records import write_json_atomic
+
+    write_json_atomic(out / STATE_FILE, state, indent=2)

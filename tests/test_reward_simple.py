@@ -9,7 +9,7 @@ from PIL import Image
 
 from reward import Reward
 from reward.base import BaseReward
-from reward.simple import Brightness, Colorfulness, Contrast, JpegCompressibility, Saturation
+from reward.simple import Brightness, Colorfulness, Contrast, ImageHashNoise, JpegCompressibility, Saturation
 
 
 def _solid(rgb, size=16, batch=1):
@@ -21,6 +21,27 @@ def test_brightness_of_known_images():
     values = Brightness()(images)
     assert values.dtype == torch.float32 and values.shape == (4,)
     torch.testing.assert_close(values, torch.tensor([0.0, 1.0, 0.299, 0.5]), atol=1e-6, rtol=0)
+
+
+def test_random_reward_is_a_fixed_uniform_function_of_the_pixels():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(400, 3, 8, 8, generator=gen)
+    values = ImageHashNoise()(images)
+    assert values.dtype == torch.float32 and values.shape == (400,)
+    assert ((values >= 0) & (values < 1)).all()
+    # uniform: mean 1/2, variance 1/12 (400 draws: 4 standard errors of slack)
+    assert abs(values.mean().item() - 0.5) < 4 * (1 / 12 / 400) ** 0.5
+    assert abs(values.var().item() - 1 / 12) < 0.02
+    # the same image scores the same in any batch and order; a one-level change draws a new value
+    again = ImageHashNoise()(images[[5, 3]])
+    torch.testing.assert_close(again, values[[5, 3]], atol=0, rtol=0)
+    nudged = images[:1].clone()
+    nudged[0, 0, 0, 0] = (nudged[0, 0, 0, 0] * 255).round().add(1).remainder(256) / 255
+    assert ImageHashNoise()(nudged).item() != values[0].item()
+    # it ignores brightness: no correlation with the mean pixel
+    brightness = images.mean(dim=(1, 2, 3))
+    assert abs(torch.corrcoef(torch.stack([values, brightness]))[0, 1].item()) < 0.2
+    assert not ImageHashNoise.differentiable
 
 
 def test_saturation_contrast_colorfulness_of_known_images():
