@@ -5,6 +5,12 @@ Every evaluation draws the same held-out images' noise (fixed seeds), so image
 paired difference is the honest measure of a small rise: its standard error
 omits the spread between images that a comparison of two means keeps.
 
+That standard error is over the held-out images of *one* fine-tuned model; it
+says nothing of how much another run (other sampling noise) would differ.
+Every image shares the same weights, so even the optimiser's random walk moves
+them all together (a large z). Compare with a null control, the same settings
+trained on ``--reward random`` (an image hash: no learnable signal).
+
     python -m alignment.eval_scores RUN_DIR [--first EPOCH] [--last EPOCH]
 """
 

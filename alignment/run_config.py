@@ -8,6 +8,7 @@ few whose default or meaning differs (a redeclared field keeps its place, so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def config_field(default, help: str, **kw):
@@ -22,6 +23,25 @@ _f = config_field
 DEFAULT_PROMPTS = ["a painting of a cat", "a painting of a dog", "a landscape with mountains",
                    "a still life with fruit", "a portrait of a woman", "a city street at night"]
 DEFAULT_EVAL_PROMPTS = ["a painting of a horse", "a forest in winter", "a boat on the sea", "a vase of flowers"]
+
+
+def _as_list(value: Any, field_name: str) -> list:
+    """A string, or a one-item list holding a bracketed JSON / YAML list, becomes that list."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        text = value[0].strip()
+        if text.startswith("[") and text.endswith("]"):
+            import yaml
+
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{field_name}: {text[:80]!r} looks like a list but does not parse ({exc})") from None
+            if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                raise ValueError(f"{field_name}: expected a list of strings, got {text[:80]!r}")
+            return parsed
+    return list(value)
 
 
 @dataclass
@@ -70,13 +90,11 @@ class AlignmentRunConfig:
     tracker_project: str = _f("artquant-alignment", "wandb project name")
 
     def __post_init__(self) -> None:
-        """Accept the shapes YAML and ``--key value`` produce: one prompts file as a string, comma lists."""
-        if isinstance(self.prompts, str):
-            self.prompts = [self.prompts]
-        if isinstance(self.eval_prompts, str):
-            self.eval_prompts = [self.eval_prompts]
-        if isinstance(self.eval_rewards, str):
-            self.eval_rewards = [self.eval_rewards]
+        """Accept the shapes YAML and ``--key value`` produce: one prompts file as a string, comma lists,
+        and a whole list written as one JSON / YAML string (``--prompts '["a cat", "a dog"]'``)."""
+        self.prompts = _as_list(self.prompts, "prompts")
+        self.eval_prompts = _as_list(self.eval_prompts, "eval_prompts")
+        self.eval_rewards = _as_list(self.eval_rewards, "eval_rewards")
         # "--eval_rewards a,b" and "--eval_rewards a b" (and YAML lists) mean the same
         self.eval_rewards = [s.strip() for item in self.eval_rewards for s in str(item).split(",") if s.strip()]
         if self.log_with in ("none", "None", ""):

@@ -76,8 +76,16 @@ def test_yaml_config_and_overrides(tmp_path):
     assert cfg.resume_from == "latest" and cfg.eval_rewards == ["brightness"]
     with pytest.raises(ValueError, match="did you mean learning_rate"):
         parse_config(DDPOConfig, ["--learning_rat", "1"])
-    for argv in (["--eval_rewards", "artquant,brightness"], ["--eval_rewards", "artquant", "brightness"]):
+    for argv in (["--eval_rewards", "artquant,brightness"], ["--eval_rewards", "artquant", "brightness"],
+                 ["--eval_rewards", '["artquant", "brightness"]']):
         assert parse_config(DDPOConfig, argv).eval_rewards == ["artquant", "brightness"], argv
+    # a whole prompt list as one JSON / YAML string (commas inside prompts stay)
+    cfg = parse_config(DDPOConfig, ["--prompts", '["a cat, oil", "a dog"]', "--eval_prompts", "[a horse, a boat]"])
+    assert cfg.prompts == ["a cat, oil", "a dog"] and cfg.eval_prompts == ["a horse", "a boat"]
+    assert parse_config(DDPOConfig, ["--prompts", "a cat, oil"]).prompts == ["a cat, oil"]
+    for bad in ('["a cat", 3]', '["a cat", "a dog]'):
+        with pytest.raises(ValueError, match="prompts"):
+            parse_config(DDPOConfig, ["--prompts", bad])
 
 
 class NaNAtEpoch:
