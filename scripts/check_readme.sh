@@ -69,7 +69,9 @@ one_line_error "config.json" score --model configs demo_out/data/images/000000.p
 one_line_error "Qwen/Qwen2.5-VL-7B-Instruct" score --model Qwen/Qwen2.5-VL-7B-Instruct demo_out/data/images/000000.png
 one_line_error "model_index.json" ddpo --pretrained_model configs --num_epochs 1 --output_dir ddpo_err
 one_line_error "did you mean" train-scorer --config configs/scorer_qwen2_5_vl_3b.yaml --lora_rnak 8
-if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+# bf16 is refused only where neither a GPU nor the CPU supports it (CPUs with AMX / AVX512-BF16 train in bf16)
+if ! .venv/bin/python -c "import torch; from transformers import TrainingArguments as T
+torch.cuda.is_available() or T('bf16_probe', bf16=True, use_cpu=True)" >/dev/null 2>&1; then
   one_line_error "bf16" train-scorer --config configs/scorer_qwen2_5_vl_3b.yaml --train_data demo_out/data/train.json \
       --image_root demo_out/data --eval_data demo_out/data/val.json --output_dir bf16_err
 fi

@@ -60,9 +60,9 @@ class DemoConfig:
     ddpo_sample_batch_size: int = _f(4, "samples per sampling batch")
     ddpo_batches_per_epoch: int = _f(2, "sampling batches per epoch")
     ddpo_train_batch_size: int = _f(4, "samples per training micro-batch")
-    ddpo_learning_rate: float = _f(5e-3, "LoRA learning rate (tiny SD: see the DDPO section's learning-signal run)")
+    ddpo_learning_rate: float = _f(1e-3, "LoRA learning rate (configs/ddpo_tiny.yaml's: larger steps mostly add drift)")
     ddpo_clip_range: float = _f(0.2, "PPO clip range of the importance ratio")
-    ddpo_inner_epochs: int = _f(2, "passes over each epoch's samples")
+    ddpo_inner_epochs: int = _f(1, "passes over each epoch's samples")
     ddpo_eval_every: int = _f(4, "evaluate on held-out prompts every N epochs (and at the end)")
     ddpo_eval_reward: str = _f("jpeg_compressibility", "extra reward watched on held-out prompts (reward hacking)")
     # reward-gradient fine-tuning (DRaFT-K): same scorer, same held-out prompts and watched reward as DDPO

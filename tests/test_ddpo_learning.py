@@ -1,24 +1,35 @@
-"""Learning signal: DDPO with the brightness reward raises it on the tiny default within 10 epochs."""
+"""Learning signal: DDPO on the tiny default moves the brightness reward the way it is asked to, within
+10 epochs, by far more than the optimiser's random walk moves it (README: a `--reward random` run of
+the same settings drifts held-out brightness by -0.002 to -0.006)."""
 
 import pytest
 
-from alignment import DDPOTrainer
+from alignment import DDPOConfig, DDPOTrainer
+from alignment.eval_scores import compare_evaluations
 from artquant_core.config import parse_config
-from alignment import DDPOConfig
 from artquant_core.tracking import read_metrics
 
 
-@pytest.mark.slow
-def test_brightness_rises_within_ten_epochs(tmp_path):
-    cfg = parse_config(DDPOConfig, ["--config", "configs/ddpo_tiny.yaml", "--output_dir", str(tmp_path / "run"),
-                                    "--eval_rewards", "brightness", "--checkpoint_every", "0"])
-    assert cfg.reward == "brightness" and cfg.num_epochs == 10
+def _run(tmp_path, reward: str) -> tuple[list[dict], dict]:
+    out = tmp_path / reward.replace("*", "x")
+    cfg = parse_config(DDPOConfig, ["--config", "configs/ddpo_tiny.yaml", "--output_dir", str(out), "--reward", reward,
+                                    "--eval_rewards", "brightness", "--eval_every", "10", "--checkpoint_every", "0"])
+    assert cfg.num_epochs == 10
     DDPOTrainer(cfg).train()
-    rows = read_metrics(tmp_path / "run")
-    train = [r for r in rows if "reward_mean" in r]
-    evals = [r["eval_brightness_mean"] for r in rows if "eval_brightness_mean" in r]
-    first, last3 = train[0], sum(r["reward_mean"] for r in train[-3:]) / 3
-    # the last epochs' mean reward sits well above the first epoch's spread
-    assert last3 - first["reward_mean"] > 1.5 * first["reward_std"], [r["reward_mean"] for r in train]
-    # and the held-out prompts (fixed seeds) agree
-    assert evals[-1] - evals[0] > 0.01, evals
+    train = [r for r in read_metrics(out) if "reward_mean" in r]
+    return train, compare_evaluations(out)["rewards"]["brightness"]
+
+
+@pytest.mark.slow
+def test_brightness_rises_and_its_negative_falls_within_ten_epochs(tmp_path):
+    for reward, sign in (("brightness", 1.0), ("brightness*-1", -1.0)):
+        train, held_out = _run(tmp_path, reward)
+        rewards = [r["reward_mean"] for r in train]
+        # the training reward climbs: the last 3 epochs sit many standard errors above the first 3
+        first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+        se = train[0]["reward_std"] / train[0]["num_samples"] ** 0.5
+        assert last - first > 4 * se, (reward, rewards)
+        # held-out prompts (fixed seeds, 32 images) move the asked way, 3x the random-reward drift
+        assert sign * held_out["change"] > 0.012, (reward, held_out)
+        moved_the_asked_way = held_out["improved_fraction"] if sign > 0 else 1 - held_out["improved_fraction"]
+        assert moved_the_asked_way >= 0.9, (reward, held_out)
