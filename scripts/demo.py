@@ -203,19 +203,18 @@ def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -
     eval_rows = [r for r in rows if "eval_artquant_mean" in r]
     watch = f"eval_{metric_name(cfg.ddpo_eval_reward)}_mean"
     paired = compare_evaluations(run_dir)["rewards"]["artquant"]
-    result = {f"{prefix}_reward_first": train_rows[0]["reward_mean"], f"{prefix}_reward_last": train_rows[-1]["reward_mean"],
-              f"{prefix}_eval_reward_first": eval_rows[0]["eval_artquant_mean"],
-              f"{prefix}_eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
-              f"{prefix}_eval_change": paired["change"], f"{prefix}_eval_change_se": paired["se"],
-              f"{prefix}_eval_improved_fraction": paired["improved_fraction"],
-              f"{prefix}_watch_name": cfg.ddpo_eval_reward, f"{prefix}_watch_first": eval_rows[0].get(watch),
-              f"{prefix}_watch_last": eval_rows[-1].get(watch), f"{prefix}_epochs": epochs,
-              f"{prefix}_samples_per_s": train_rows[-1].get("samples_per_s")}
-    result["summary"] = (f"{epochs} epochs: training reward {result[f'{prefix}_reward_first']:.4f} -> "
-                         f"{result[f'{prefix}_reward_last']:.4f}; held-out {result[f'{prefix}_eval_reward_first']:.4f} -> "
-                         f"{result[f'{prefix}_eval_reward_last']:.4f} (paired change {paired['change']:+.4f} ± "
-                         f"{paired['se']:.4f}); {cfg.ddpo_eval_reward} (watch) "
-                         f"{result[f'{prefix}_watch_first']:.3f} -> {result[f'{prefix}_watch_last']:.3f}")
+    v = {"reward_first": train_rows[0]["reward_mean"], "reward_last": train_rows[-1]["reward_mean"],
+         "eval_reward_first": eval_rows[0]["eval_artquant_mean"],
+         "eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
+         "eval_change": paired["change"], "eval_change_se": paired["se"],
+         "eval_improved_fraction": paired["improved_fraction"], "watch_name": cfg.ddpo_eval_reward,
+         "watch_first": eval_rows[0].get(watch), "watch_last": eval_rows[-1].get(watch), "epochs": epochs,
+         "samples_per_s": train_rows[-1].get("samples_per_s")}
+    result: dict[str, Any] = {f"{prefix}_{key}": value for key, value in v.items()}
+    result["summary"] = (f"{epochs} epochs: training reward {v['reward_first']:.4f} -> {v['reward_last']:.4f}; "
+                         f"held-out {v['eval_reward_first']:.4f} -> {v['eval_reward_last']:.4f} (paired change "
+                         f"{v['eval_change']:+.4f} ± {v['eval_change_se']:.4f}); {cfg.ddpo_eval_reward} (watch) "
+                         f"{v['watch_first']:.3f} -> {v['watch_last']:.3f}")
     return result
 
 

@@ -69,7 +69,8 @@ class DemoConfig:
     reward_grad_epochs: int = _f(40, "reward-gradient epochs (2 updates of 2 x 2 samples each)")
     reward_grad_learning_rate: float = _f(5e-3, "LoRA learning rate of the reward-gradient fine-tuning")
     reward_grad_backprop_steps: int = _f(2, "K of DRaFT-K: denoising steps the reward's gradient flows through")
-    reward_grad_eval_every: int = _f(10, "reward-gradient: evaluate on held-out prompts every N epochs (and at the end)")
+    reward_grad_eval_every: int = _f(10, "reward-gradient: evaluate on held-out prompts every N epochs (and at the "
+                                         "end)")
     # reranking
     rerank_n: int = _f(4, "candidates per prompt for best-of-N")
     held_out_prompts: int = _f(4, "held-out prompts (never trained on): evaluation of both fine-tunings and "
