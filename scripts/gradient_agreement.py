@@ -1,0 +1,146 @@
+"""Can DDPO learn this reward at this batch size? Compare its gradient estimate with the reward's own.
+
+DDPO estimates the gradient of the expected reward with the score function,
+``mean_i A_i * d/dθ Σ_t log p_θ(x_{t-1,i} | x_{t,i})`` (A = batch-normalised
+reward). A differentiable reward also gives the pathwise estimate of the same
+vector, ``mean_i d/dθ R(x_0,i)`` with the sampling noise held fixed (what
+DRaFT / AlignProp follow). On ``n`` trajectories split into two halves this
+script reports the cosine between the halves of each estimator (does the
+estimate repeat itself?) and between the two estimators (does DDPO point where
+the reward increases?). Near 0 means DDPO's update at this batch size is noise.
+
+Measured on the tiny SD with LoRA at its start (README, Alignment): brightness
+agrees (DDPO vs pathwise +0.71 at n = 128), the ArtQuant reward does not (+0.07
+at n = 512, while its pathwise halves agree at +0.87).
+
+    python -m scripts.gradient_agreement --reward artquant --n 128 [--pretrained_model tiny] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+
+def _flat_grad(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
+
+
+def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int = 128, batch_size: int = 8,
+                       num_steps: int = 10, eta: float = 1.0, guidance_scale: float = 5.0, resolution: int = 64,
+                       lora_rank: int = 4, seed: int = 0, prompts: Sequence[str] | None = None,
+                       cache_dir: str | Path = "runs/gradient_agreement") -> dict[str, float]:
+    """Cosines between DDPO's score-function gradient and the pathwise reward gradient (LoRA at its start).
+
+    Returns ``pathwise_halves``, ``ddpo_halves``, ``ddpo_vs_pathwise`` (all ``n``), ``ddpo_vs_pathwise_cross``
+    (each estimator's half against the other's other half: no shared samples), ``reward_mean``, ``reward_std``.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    from alignment.ddim import ddim_step_full, ddim_step_with_logprob
+    from alignment.lora import add_lora
+    from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
+    from alignment.reward_checks import check_differentiable, load_reward_spec
+    from alignment.run_config import DEFAULT_PROMPTS
+    from alignment.sampling import PromptEncoder, decode_latents, guided_noise_pred, initial_latents
+
+    if n < 2 * batch_size or n % (2 * batch_size):
+        raise ValueError(f"n must be a positive multiple of 2 * batch_size ({2 * batch_size}), got {n}")
+    if eta <= 0:
+        raise ValueError(f"eta must be > 0 (DDPO's log-probability is undefined at eta 0), got {eta}")
+    import_model_libraries()
+    reward = load_reward_spec(reward_spec, "reward")
+    check_differentiable(reward)
+    pipe = load_sd_pipeline(resolve_pretrained(pretrained_model, cache_dir, seed))
+    unet, vae, scheduler = pipe.unet, pipe.vae, pipe.scheduler
+    torch.manual_seed(seed)
+    params = add_lora(unet, lora_rank)
+    encode = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
+    negative = encode([""])
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    prompts = list(prompts or DEFAULT_PROMPTS)
+    scheduler.set_timesteps(num_steps)
+
+    def eps_of(latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        x_in = scheduler.scale_model_input(latents, t)
+        return guided_noise_pred(unet, x_in, t, embeds, negative, guidance_scale).float()
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    batches, rewards, pathwise = [], [], []
+    for start in range(0, n, batch_size):
+        batch_prompts = [prompts[(start + i) % len(prompts)] for i in range(batch_size)]
+        embeds = encode(batch_prompts)
+        latents = initial_latents(batch_size, unet, scheduler, resolution, vae_scale, gen, "cpu", torch.float32)
+        path = [latents]
+        for t in scheduler.timesteps:  # the graph runs through every step; checkpointing keeps one latent each
+            eps = checkpoint(eps_of, latents, t, embeds, use_reentrant=False)
+            noise = torch.randn(latents.shape, generator=gen)
+            latents = ddim_step_full(scheduler, eps, t, latents, eta, variance_noise=noise).prev_sample
+            path.append(latents.detach())
+        values = reward(checkpoint(decode_latents, vae, latents, use_reentrant=False), batch_prompts).float()
+        pathwise.append(_flat_grad(values.sum(), params))
+        rewards.append(values.detach())
+        batches.append((embeds, path))
+    all_rewards = torch.cat(rewards)
+    advantages = (all_rewards - all_rewards.mean()) / (all_rewards.std() + 1e-8)
+    score_function = []
+    for k, (embeds, path) in enumerate(batches):
+        log_prob = 0
+        for i, t in enumerate(scheduler.timesteps):
+            eps = checkpoint(eps_of, path[i], t, embeds, use_reentrant=False)
+            log_prob = log_prob + ddim_step_with_logprob(scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
+        adv = advantages[k * batch_size:(k + 1) * batch_size]
+        score_function.append(_flat_grad((adv * log_prob).sum(), params))
+    half = len(batches) // 2
+    pw_a, pw_b = sum(pathwise[:half]), sum(pathwise[half:])
+    sf_a, sf_b = sum(score_function[:half]), sum(score_function[half:])
+    return {"n": n, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
+            "pathwise_halves": _cosine(pw_a, pw_b), "ddpo_halves": _cosine(sf_a, sf_b),
+            "ddpo_vs_pathwise": _cosine(sf_a + sf_b, pw_a + pw_b),
+            "ddpo_vs_pathwise_cross": (_cosine(sf_a, pw_b) + _cosine(sf_b, pw_a)) / 2}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.gradient_agreement", description=__doc__.split("\n")[0])
+    parser.add_argument("--reward", required=True, help="a differentiable reward spec (reward.load_reward)")
+    parser.add_argument("--pretrained_model", default="tiny", help="'tiny' or a diffusers SD folder / hub id")
+    parser.add_argument("--n", type=int, default=128, help="trajectories (split into two halves)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_steps", type=int, default=10, help="DDIM steps")
+    parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--guidance_scale", type=float, default=5.0)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for gradient_agreement.json (and the tiny SD)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    result = gradient_agreement(args.reward, args.pretrained_model, args.n, args.batch_size, args.num_steps, args.eta,
+                                args.guidance_scale, args.resolution, seed=args.seed,
+                                cache_dir=args.out or "runs/gradient_agreement")
+    print(f"{args.reward}: n = {args.n}, reward {result['reward_mean']:.4f} ± {result['reward_std']:.4f} "
+          f"({time.perf_counter() - start:.0f} s)")
+    print(f"  cosine, pathwise gradient half A vs half B:     {result['pathwise_halves']:+.3f}")
+    print(f"  cosine, DDPO estimate half A vs half B:         {result['ddpo_halves']:+.3f}")
+    print(f"  cosine, DDPO vs pathwise (all n):               {result['ddpo_vs_pathwise']:+.3f}")
+    print(f"  cosine, DDPO vs pathwise (other half, no shared samples): {result['ddpo_vs_pathwise_cross']:+.3f}")
+    if args.out:
+        path = Path(args.out) / "gradient_agreement.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"reward": args.reward, **vars(args), **result}, indent=2))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
