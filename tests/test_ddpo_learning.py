@@ -3,6 +3,7 @@
 the same settings drifts held-out brightness by -0.002 to -0.006)."""
 
 import pytest
+import torch
 
 from alignment import DDPOConfig, DDPOTrainer
 from alignment.eval_scores import compare_evaluations
@@ -20,8 +21,18 @@ def _run(tmp_path, reward: str) -> tuple[list[dict], dict]:
     return train, compare_evaluations(out)["rewards"]["brightness"]
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: two OpenMP threads on a machine whose other core is busy wait on each other
+    (a 6 s epoch took 80 s in CI that way); one thread costs ~1.3x on an idle machine and never that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_brightness_rises_and_its_negative_falls_within_ten_epochs(tmp_path):
+def test_brightness_rises_and_its_negative_falls_within_ten_epochs(tmp_path, one_thread):
     for reward, sign in (("brightness", 1.0), ("brightness*-1", -1.0)):
         train, held_out = _run(tmp_path, reward)
         rewards = [r["reward_mean"] for r in train]
