@@ -25,6 +25,11 @@ def luma(images: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,c->bhw", images, weights)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Detached CPU uint8 copy of a ``[0, 1]`` batch, rounded as any saved image would be."""
+    return (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(x.clamp_min(_SQRT_FLOOR))
 
@@ -48,8 +53,7 @@ class JpegCompressibility(BaseReward):
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         from PIL import Image
 
-        pixels = (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
-        pixels = pixels.permute(0, 2, 3, 1).numpy()
+        pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()
         sizes = []
         for array in pixels:
             buffer = io.BytesIO()
@@ -124,7 +128,7 @@ class ImageHashNoise(BaseReward):
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         import hashlib
 
-        pixels = (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        pixels = to_uint8(images).numpy()
         digests = [hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=8).digest() for p in pixels]
         return torch.tensor([int.from_bytes(d, "little") / 2.0 ** 64 for d in digests], dtype=torch.float64)
 

@@ -166,30 +166,32 @@ def _held_out_prompts(cfg: DemoConfig) -> list[str]:
     return [DEFAULT_EVAL_PROMPTS[i % len(DEFAULT_EVAL_PROMPTS)] for i in range(cfg.held_out_prompts)]
 
 
+def _shared_run_settings(cfg: DemoConfig, out: Path, run: str, eval_every: int) -> dict[str, Any]:
+    """What both fine-tunings share: base model, reward, held-out evaluation, checkpoints, resume."""
+    return dict(pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / run),
+                seed=cfg.seed, resolution=cfg.image_size, sample_num_steps=cfg.ddpo_sample_steps,
+                eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=eval_every,
+                eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=eval_every, resume_from="latest")
+
+
 def _ddpo_config(cfg: DemoConfig, out: Path):
     from alignment import DDPOConfig
 
     return DDPOConfig(
-        pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / "ddpo"),
-        seed=cfg.seed, resolution=cfg.image_size, num_epochs=cfg.ddpo_epochs, sample_num_steps=cfg.ddpo_sample_steps,
+        **_shared_run_settings(cfg, out, "ddpo", cfg.ddpo_eval_every), num_epochs=cfg.ddpo_epochs,
         sample_batch_size=cfg.ddpo_sample_batch_size, sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
         train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
-        clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs,
-        eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.ddpo_eval_every,
-        eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=cfg.ddpo_eval_every, resume_from="latest")
+        clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs)
 
 
 def _reward_grad_config(cfg: DemoConfig, out: Path):
     from alignment import RewardGradConfig
 
     return RewardGradConfig(
-        pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / "reward_grad"),
-        seed=cfg.seed, resolution=cfg.image_size, num_epochs=cfg.reward_grad_epochs,
-        sample_num_steps=cfg.ddpo_sample_steps, train_steps_per_epoch=2, train_batch_size=2,
+        **_shared_run_settings(cfg, out, "reward_grad", cfg.reward_grad_eval_every),
+        num_epochs=cfg.reward_grad_epochs, train_steps_per_epoch=2, train_batch_size=2,
         train_gradient_accumulation_steps=2, truncated_backprop_steps=cfg.reward_grad_backprop_steps,
-        learning_rate=cfg.reward_grad_learning_rate, eval_prompts=_held_out_prompts(cfg),
-        eval_rewards=[cfg.ddpo_eval_reward], eval_every=cfg.reward_grad_eval_every,
-        eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=cfg.reward_grad_eval_every, resume_from="latest")
+        learning_rate=cfg.reward_grad_learning_rate)
 
 
 def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -> dict[str, Any]:
