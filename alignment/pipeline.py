@@ -38,7 +38,8 @@ def import_model_libraries() -> None:
 
 
 def resolve_pretrained(pretrained_model: str, cache_dir: str | Path, seed: int = 0) -> str:
-    """``"tiny"`` → the embedded tiny SD (built under ``cache_dir`` once); a folder → checked; else a hub id.
+    """``"painter"`` → the shipped painter (SynthArt-trained tiny SD), ``"tiny"`` → the random-init tiny SD
+    (each copied/built under ``cache_dir`` once); a folder → checked; else a hub id.
 
     The tiny model is always initialised with seed 0, whatever ``seed`` (a run's
     training seed) is, so runs with different seeds fine-tune the same base model.
@@ -46,10 +47,10 @@ def resolve_pretrained(pretrained_model: str, cache_dir: str | Path, seed: int =
     A local folder must be a diffusers pipeline (``model_index.json``); the
     error names the folder otherwise. Checked before any model is loaded.
     """
-    if pretrained_model == "tiny":
+    if pretrained_model in ("tiny", "painter"):
         from alignment.tiny_sd import tiny_sd_path
 
-        return tiny_sd_path(cache_dir, seed=0)
+        return tiny_sd_path(cache_dir, seed=0, pretrained=pretrained_model == "painter")
     path = Path(pretrained_model).expanduser()
     if path.exists():
         if not (path / "model_index.json").is_file():

@@ -49,8 +49,9 @@ class AlignmentRunConfig:
     """Model, prompts, LoRA, precision, evaluation, tracking and checkpoint settings of an alignment run."""
 
     # model and data
-    pretrained_model: str = _f("tiny", "'tiny' (embedded tiny SD, built into output_dir/tiny_sd), a diffusers "
-                                       "pipeline folder or a hub id (SD 1.x / 2.x)")
+    pretrained_model: str = _f("tiny", "'painter' (the shipped SynthArt-trained tiny SD, copied to "
+                                       "output_dir/painter), 'tiny' (random-init tiny SD, built into "
+                                       "output_dir/tiny_sd), a diffusers pipeline folder or a hub id (SD 1.x / 2.x)")
     reward: str = _f("brightness", "reward spec for reward.load_reward, e.g. 'artquant', 'artquant:PATH', "
                                    "'brightness', 'artquant*0.8+jpeg_compressibility*0.2'")
     prompts: list[str] = _f(DEFAULT_PROMPTS, "training prompts: a list, or one path to a text file (one prompt a line)")

@@ -13,7 +13,9 @@ LoRA, DDPO, reward-gradient training.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -92,41 +94,84 @@ def build_clip_vocab(words: list[str] = _WORDS) -> tuple[dict[str, int], list[tu
     return vocab, merges
 
 
-def build_tiny_sd(out_dir: str | Path, seed: int = 0) -> str:
-    """Write the tiny random-init SD pipeline folder to ``out_dir`` and return its path.
+PAINTER_DIR = Path(__file__).resolve().parent / "pretrained" / "tiny_painter"
 
-    Deterministic per ``seed``. Loadable by ``StableDiffusionPipeline.from_pretrained(out_dir)``.
+
+@dataclass
+class TinySDArchitecture:
+    """Sizes of a tiny SD 1.x pipeline. The defaults are the random-init model; :data:`PAINTER_ARCH` the painter.
+
+    ``vae_channels`` has one entry per VAE level: ``len - 1`` down-samplings, so (16, 32, 32, 32) turns
+    64 px into 8x8 latents and (32, 64, 64) into 16x16. ``unet_cross_attention`` says, per UNet level
+    from the top, whether it has cross-attention.
     """
+
+    resolution: int = 64
+    unet_channels: tuple[int, ...] = (32, 64)
+    unet_cross_attention: tuple[bool, ...] = (True, False)
+    unet_heads: int = 8
+    unet_norm_groups: int = 8
+    vae_channels: tuple[int, ...] = (16, 32, 32, 32)
+    vae_norm_groups: int = 1
+    vae_mid_attention: bool = True
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_heads: int = 4
+    max_tokens: int = 77
+    extra_words: tuple[str, ...] = ()
+
+    @property
+    def latent_size(self) -> int:
+        return self.resolution // 2 ** (len(self.vae_channels) - 1)
+
+
+def _painter_arch() -> TinySDArchitecture:
+    from artquant_core.synthart.captions import caption_vocabulary
+
+    return TinySDArchitecture(
+        unet_channels=(64, 128, 128), unet_cross_attention=(False, True, True), unet_heads=8,
+        unet_norm_groups=32, vae_channels=(32, 64, 64), vae_norm_groups=8, vae_mid_attention=False,
+        text_hidden=64, text_layers=2, text_heads=4, max_tokens=32, extra_words=tuple(caption_vocabulary()))
+
+
+def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
+    """A randomly initialised ``StableDiffusionPipeline`` of the given sizes (in memory)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    out_dir = Path(out_dir)
-    vocab, merges = build_clip_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    arch = arch or TinySDArchitecture()
+    vocab, merges = build_clip_vocab(list(_WORDS) + list(arch.extra_words))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=arch.max_tokens)
 
     torch.manual_seed(seed)
+    down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in arch.unet_cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(arch.unet_cross_attention))
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=8, norm_num_groups=8,
+        sample_size=arch.latent_size, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=arch.unet_channels, down_block_types=down, up_block_types=up,
+        cross_attention_dim=arch.text_hidden, attention_head_dim=arch.unet_heads,
+        norm_num_groups=arch.unet_norm_groups,
     )
     torch.manual_seed(seed + 1)
+    levels = len(arch.vae_channels)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
-        block_out_channels=(16, 32, 32, 32), norm_num_groups=1,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=arch.resolution, layers_per_block=1,
+        block_out_channels=arch.vae_channels, norm_num_groups=arch.vae_norm_groups,
+        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
+        mid_block_add_attention=arch.vae_mid_attention,
     )
-    # A plain random decoder maps every latent to near-uniform grey: its GroupNorms remove per-channel
-    # means and the output conv is small. One group per norm and a 3x output gain give images whose
-    # brightness and colours vary with the latent (std ~0.01 of brightness across latents), so image
-    # rewards have something for the fine-tuning to move.
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(3.0)
+    if arch == TinySDArchitecture():
+        # A plain random decoder maps every latent to near-uniform grey: its GroupNorms remove per-channel
+        # means and the output conv is small. One group per norm and a 3x output gain give images whose
+        # brightness and colours vary with the latent (std ~0.01 of brightness across latents), so image
+        # rewards have something for the fine-tuning to move.
+        with torch.no_grad():
+            vae.decoder.conv_out.weight.mul_(3.0)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        vocab_size=len(vocab), hidden_size=arch.text_hidden, intermediate_size=2 * arch.text_hidden,
+        num_hidden_layers=arch.text_layers, num_attention_heads=arch.text_heads,
+        max_position_embeddings=arch.max_tokens, projection_dim=arch.text_hidden,
         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
     ))
@@ -134,25 +179,53 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0) -> str:
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
     )
-    pipe = StableDiffusionPipeline(
+    return StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+
+
+def save_tiny_sd(pipe, out_dir: str | Path, arch: TinySDArchitecture | None = None) -> str:
+    """``save_pretrained`` plus the tokenizer as vocab.json + merges.txt (for loaders without tokenizer.json)."""
+    arch = arch or TinySDArchitecture()
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    # vocab.json + merges.txt as well, so tokenizer loaders without tokenizer.json support read it too.
+    vocab, merges = build_clip_vocab(list(_WORDS) + list(arch.extra_words))
     (out_dir / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (out_dir / "tokenizer" / "merges.txt").write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     return str(out_dir)
 
 
-def tiny_sd_path(cache_dir: str | Path, seed: int = 0) -> str:
-    """The tiny pipeline under ``cache_dir/tiny_sd`` (built once; reused when complete)."""
-    path = Path(cache_dir) / "tiny_sd"
+def build_tiny_sd(out_dir: str | Path, seed: int = 0, pretrained: bool = True) -> str:
+    """Write a tiny SD pipeline folder to ``out_dir`` and return its path.
+
+    ``pretrained=True``: the shipped painter (trained on SynthArt captions by
+    ``scripts/pretrain_tiny_sd.py``; ``seed`` is unused). ``pretrained=False``: the
+    random-init pipeline, deterministic per ``seed``. Both load with
+    ``StableDiffusionPipeline.from_pretrained(out_dir)``.
+    """
+    out_dir = Path(out_dir)
+    if pretrained:
+        if not (PAINTER_DIR / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"the shipped painter is missing from {PAINTER_DIR} (an install without package data?); "
+                "reinstall the toolkit, train one with `python -m scripts.pretrain_tiny_sd --ship`, "
+                "or use pretrained=False / `artquant tiny-sd --random-init`")
+        shutil.copytree(PAINTER_DIR, out_dir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("training_summary.json", "samples*.png"))
+        return str(out_dir)
+    return save_tiny_sd(tiny_sd_pipeline(TinySDArchitecture(), seed=seed), out_dir)
+
+
+def tiny_sd_path(cache_dir: str | Path, seed: int = 0, pretrained: bool = False) -> str:
+    """The tiny pipeline under ``cache_dir/tiny_sd`` (random init) or ``cache_dir/painter`` (the shipped painter),
+    built once and reused when complete."""
+    path = Path(cache_dir) / ("painter" if pretrained else "tiny_sd")
     if not (path / "model_index.json").is_file():
         from artquant_core.checkpoint import atomic_directory
 
         with atomic_directory(path) as tmp:
-            build_tiny_sd(tmp, seed=seed)
+            build_tiny_sd(tmp, seed=seed, pretrained=pretrained)
     return str(path)

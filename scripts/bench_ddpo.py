@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline is None:
         from alignment import build_tiny_sd
 
-        pipeline = build_tiny_sd(Path(tempfile.mkdtemp(prefix="bench-ddpo-")) / "tiny_sd", seed=0)
+        pipeline = build_tiny_sd(Path(tempfile.mkdtemp(prefix="bench-ddpo-")) / "tiny_sd", seed=0, pretrained=False)
     peer = None if args.skip_peer else ensure_peer_venv(args.peer_venv)
     load = os.getloadavg()
     runs: dict[str, list[dict]] = {"ours": [], "peer": []}

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rerank": ("reward.commands.rerank", "best-of-N reranking with a contact sheet"),
     "ddpo": ("alignment.commands.ddpo", "DDPO fine-tuning of a diffusion model"),
     "reward-grad": ("alignment.commands.reward_grad", "DRaFT-K / AlignProp reward-gradient fine-tuning"),
-    "tiny-sd": ("alignment.commands.tiny_sd", "write the tiny random-init Stable Diffusion pipeline"),
+    "tiny-sd": ("alignment.commands.tiny_sd", "write the shipped painter (tiny SD trained on SynthArt), or --random-init"),
 }
 
 # Errors that mean "the user gave something wrong": shown as one line.

@@ -40,7 +40,7 @@ def _run(script, *args, wait=True):
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     from alignment import build_tiny_sd
 
-    sd = build_tiny_sd(tmp_path / "sd")
+    sd = build_tiny_sd(tmp_path / "sd", pretrained=False)
     script = tmp_path / "run_ddpo.py"
     script.write_text(SCRIPT)
     _run(script, tmp_path / "full", sd, "none")

@@ -45,7 +45,7 @@ class Frozen:
 def tiny_sd(tmp_path_factory):
     from alignment import build_tiny_sd
 
-    return build_tiny_sd(tmp_path_factory.mktemp("rg") / "tiny_sd", seed=0)
+    return build_tiny_sd(tmp_path_factory.mktemp("rg") / "tiny_sd", seed=0, pretrained=False)
 
 
 def config(tiny_sd, out, **kw) -> RewardGradConfig:

@@ -88,7 +88,7 @@ def test_write_report_for_tensor_images(tmp_path):
 def test_pipeline_mode_samples_n_per_prompt_and_keeps_the_best(tmp_path):
     # The tiny SD builder belongs to the alignment package (tests may import it; reward may not).
     tiny_sd = pytest.importorskip("alignment.tiny_sd", reason="alignment.tiny_sd (branch ddpo) not merged yet")
-    pipeline = tiny_sd.build_tiny_sd(tmp_path / "sd", seed=0)
+    pipeline = tiny_sd.build_tiny_sd(tmp_path / "sd", seed=0, pretrained=False)
     out = tmp_path / "out"
     code = cli(["rerank", "--reward", "brightness+saturation*0.5", "--pipeline", pipeline,
                 "--prompt", "a red house", "--prompt", "a blue sea", "--n", "3", "--steps", "2",

@@ -9,7 +9,7 @@ from alignment.tiny_sd import build_clip_vocab
 
 
 def test_tiny_sd_loads_and_generates_64px(tmp_path):
-    path = build_tiny_sd(tmp_path / "sd", seed=0)
+    path = build_tiny_sd(tmp_path / "sd", seed=0, pretrained=False)
     pipe = StableDiffusionPipeline.from_pretrained(path)
     n_params = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
     assert 5e5 < n_params < 5e6
@@ -20,7 +20,7 @@ def test_tiny_sd_loads_and_generates_64px(tmp_path):
     assert out.images.shape == (1, 3, 64, 64)
     assert torch.isfinite(out.images).all()
     # deterministic per seed
-    again = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd2", seed=0))
+    again = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd2", seed=0, pretrained=False))
     a = dict(pipe.unet.named_parameters())["conv_in.weight"]
     assert torch.equal(a, dict(again.unet.named_parameters())["conv_in.weight"])
 
@@ -28,7 +28,7 @@ def test_tiny_sd_loads_and_generates_64px(tmp_path):
 def test_tokenizer_encodes_known_words_as_single_tokens(tmp_path):
     vocab, merges = build_clip_vocab(["painting", "sunset"])
     assert "painting</w>" in vocab and "sunset</w>" in vocab and len(merges) > 5
-    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd"))
+    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd", pretrained=False))
     ids = pipe.tokenizer("a painting of a sunset").input_ids
     assert ids[0] == pipe.tokenizer.bos_token_id and ids[-1] == pipe.tokenizer.eos_token_id
     assert len(ids) == 2 + 5
@@ -43,7 +43,7 @@ def test_tiny_sd_folder_is_identical_when_built_by_separate_processes(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     for name in ("a", "b"):
-        code = f"from alignment import build_tiny_sd; build_tiny_sd({str(tmp_path / name)!r}, seed=0)"
+        code = f"from alignment import build_tiny_sd; build_tiny_sd({str(tmp_path / name)!r}, seed=0, pretrained=False)"
         subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert any(f.name == "merges.txt" for f in files) and any(f.suffix == ".safetensors" for f in files)
@@ -52,7 +52,7 @@ def test_tiny_sd_folder_is_identical_when_built_by_separate_processes(tmp_path):
 
 
 def test_sampler_records_a_reproducible_trajectory(tmp_path):
-    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd"))
+    pipe = StableDiffusionPipeline.from_pretrained(build_tiny_sd(tmp_path / "sd", pretrained=False))
     enc = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
     pe, ne = enc(["a red cat", "a blue dog"]), enc([""])
     assert len(enc._cache) == 3 and torch.equal(enc(["a red cat"])[0], pe[0])

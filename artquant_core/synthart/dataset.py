@@ -13,6 +13,7 @@ from artquant_core import prompts
 from artquant_core.levels import APDD_SCALE, score_to_level_probs
 from artquant_core.records import write_json_atomic
 from artquant_core.synthart import attributes as attrs
+from artquant_core.synthart.captions import caption
 from artquant_core.synthart.descriptions import describe
 from artquant_core.synthart.painter import palette, render
 
@@ -51,7 +52,7 @@ def synth_item(seed: int, index: int, size: int | None) -> dict:
     pixel_rng = np.random.default_rng([seed, index, 1])
     pal = palette(lat, pixel_rng)
     text = describe(lat, clean, pal, rng)
-    item = {"latent": lat, "clean": clean, "scores": noisy, "description": text,
+    item = {"latent": lat, "clean": clean, "scores": noisy, "description": text, "caption": caption(lat, pal),
             "score_q": int(rng.integers(len(prompts.SCORE_QUESTIONS))),
             "desc_q": int(rng.integers(len(prompts.DESCRIPTION_QUESTIONS)))}
     if size is not None:
@@ -69,7 +70,7 @@ def _records_for(item: dict, rid: str, image: str, split: str, rater: str = "ove
             {"from": "human", "value": prompts.with_image(prompts.SCORE_QUESTIONS[item["score_q"]])},
             {"from": "gpt", "value": prompts.score_answer(level_word(gt))},
         ],
-        "attributes": attributes, "split": split,
+        "attributes": attributes, "caption": item["caption"], "split": split,
     }
     desc_rec = {
         "id": f"{rid}-desc", "image": image,
@@ -77,7 +78,7 @@ def _records_for(item: dict, rid: str, image: str, split: str, rater: str = "ove
             {"from": "human", "value": prompts.with_image(prompts.DESCRIPTION_QUESTIONS[item["desc_q"]])},
             {"from": "gpt", "value": item["description"]},
         ],
-        "task_type": "description", "attributes": attributes, "split": split,
+        "task_type": "description", "attributes": attributes, "caption": item["caption"], "split": split,
     }
     return [score_rec, desc_rec]
 
@@ -104,8 +105,8 @@ def make_synthart(out_dir, n: int, seed: int = 0, size: int = 64,
     """Write ``n`` SynthArt paintings under ``out_dir``; return the path of ``records.json``.
 
     Writes ``images/NNNNNN.png``; ``records.json`` (a score record and a description
-    record per painting, image paths relative to the JSON, each with ``attributes``
-    and ``split``); ``train.json`` / ``val.json`` / ``test.json`` (the same records by
+    record per painting, image paths relative to the JSON, each with ``attributes``,
+    ``caption`` (content only, see :mod:`.captions`) and ``split``); ``train.json`` / ``val.json`` / ``test.json`` (the same records by
     split); ``synthart_meta.json`` (generator version, seed, n, size, formula, noise
     sd, and the noise-ceiling SRCC: noiseless vs noisy ``gt_score`` on the test
     split, or on all images when the test split has fewer than 3). Deterministic per

@@ -1,0 +1,246 @@
+"""Training the painter: a tiny Stable Diffusion pipeline learnt from scratch on (image, caption) pairs.
+
+Two stages, each resumable from its latest atomic checkpoint:
+
+1. **VAE** (:func:`train_vae`): an ``AutoencoderKL`` learns to reconstruct the
+   images (MSE + L1 + an image-gradient term that keeps shape corners and the
+   horizon sharp, and a tiny KL). Afterwards :func:`normalise_latents` folds the
+   latents' per-channel mean and spread into the VAE's 1x1 ``quant_conv`` /
+   ``post_quant_conv``, so the latents the UNet sees have zero mean and unit
+   spread and ``scaling_factor`` stays 1 (the pipeline's arithmetic unchanged).
+2. **UNet + text encoder** (:func:`train_unet`): epsilon prediction on the
+   frozen VAE's latents, min-SNR-gamma loss weighting, a share of empty captions
+   for classifier-free guidance, an EMA of the UNet that is what gets shipped.
+
+Batches and noise come from generators seeded by ``(seed, step)``: a resumed run
+draws exactly what the uninterrupted run would have, so a checkpoint only has to
+hold weights, EMA, optimizer and step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from artquant_core.checkpoint import (atomic_directory, latest_checkpoint, load_torch_state, prune_checkpoints,
+                                      save_torch_state)
+
+
+@dataclass
+class PainterStageConfig:
+    """Optimisation settings of one stage."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 50
+    checkpoint_every: int = 200
+    seed: int = 0
+    stop_at_step: int | None = None  # checkpoint and return early there (a run split over sessions; tests)
+    bf16: bool = True  # bf16 autocast (CPUs with AMX / AVX512-BF16 and GPUs run it natively)
+
+
+def _cosine_lr(step: int, cfg: PainterStageConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _autocast(enabled: bool):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _save_stage(stage_dir: Path, step: int, modules: dict[str, torch.nn.Module], optimizer, extra: dict,
+                keep: int = 2) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_directory(stage_dir / f"checkpoint-{step}") as tmp:
+        for name, module in modules.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+                      tmp / f"{name}.safetensors")
+        save_torch_state(tmp / "optimizer.pt", {"optimizer": optimizer.state_dict()})
+        (tmp / "state.json").write_text(json.dumps({"step": step, **extra}))
+    prune_checkpoints(stage_dir, keep)
+
+
+def _resume_stage(stage_dir: Path, modules: dict[str, torch.nn.Module], optimizer) -> tuple[int, dict]:
+    """Load the latest checkpoint of a stage into ``modules`` / ``optimizer``; ``(step, state)``."""
+    from safetensors.torch import load_file
+
+    checkpoint = latest_checkpoint(stage_dir)
+    if checkpoint is None:
+        return 0, {}
+    for name, module in modules.items():
+        module.load_state_dict(load_file(checkpoint / f"{name}.safetensors"))
+    optimizer.load_state_dict(load_torch_state(checkpoint / "optimizer.pt")["optimizer"])
+    state = json.loads((checkpoint / "state.json").read_text())
+    return int(state["step"]), state
+
+
+def _to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1], the VAE's input range."""
+    return images_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def image_gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical finite differences: penalises soft edges and lost corners."""
+    dx = lambda x: x[..., :, 1:] - x[..., :, :-1]  # noqa: E731
+    dy = lambda x: x[..., 1:, :] - x[..., :-1, :]  # noqa: E731
+    return F.l1_loss(dx(pred), dx(target)) + F.l1_loss(dy(pred), dy(target))
+
+
+def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_dir: Path,
+              log: Callable[[dict], None] = print, kl_weight: float = 1e-6, gradient_weight: float = 0.5) -> dict:
+    """Train ``vae`` on ``images_uint8`` (N, H, W, 3); resumes from ``stage_dir``; final losses."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    step, _ = _resume_stage(stage_dir, {"vae": vae}, optimizer)
+    vae.train()
+    start, window = time.time(), []
+    while step < cfg.steps:
+        gen = _step_generator(cfg.seed, step)
+        idx = torch.randint(len(images_uint8), (cfg.batch_size,), generator=gen)
+        x = _to_unit(images_uint8[idx])
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, cfg)
+        with _autocast(cfg.bf16):
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+            recon = vae.decode(z).sample.float()
+        mse, l1 = F.mse_loss(recon, x), F.l1_loss(recon, x)
+        loss = mse + l1 + gradient_weight * image_gradient_loss(recon, x) + kl_weight * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        window.append((mse.item(), l1.item()))
+        if step % 50 == 0 or step == cfg.steps:
+            mse_avg = sum(m for m, _ in window) / len(window)
+            log({"stage": "vae", "step": step, "mse": round(mse_avg, 5),
+                 "psnr_db": round(10 * math.log10(4.0 / max(mse_avg, 1e-12)), 2),
+                 "l1": round(sum(a for _, a in window) / len(window), 5), "s": round(time.time() - start, 1)})
+            window = []
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == cfg.stop_at_step:
+            _save_stage(stage_dir, step, {"vae": vae}, optimizer, {"stage": "vae"})
+        if step == cfg.stop_at_step:
+            break
+    vae.eval()
+    return {"steps": step, "complete": step >= cfg.steps}
+
+
+@torch.no_grad()
+def encode_images(vae, images_uint8: torch.Tensor, batch_size: int = 256, bf16: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image (float32, as the VAE's latents are stored)."""
+    means, stds = [], []
+    for i in range(0, len(images_uint8), batch_size):
+        with _autocast(bf16):
+            dist = vae.encode(_to_unit(images_uint8[i:i + batch_size])).latent_dist
+        means.append(dist.mean.float())
+        stds.append(dist.std.float())
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
+    """Fold per-channel latent mean ``m`` and spread ``s`` into the VAE's 1x1 convs (z' = (z - m) / s).
+
+    ``quant_conv`` produces ``[mean, logvar]``: its mean rows are divided by ``s`` (bias shifted by
+    ``m``), its log-variance bias lowered by ``2 log s``; ``post_quant_conv`` multiplies its input
+    columns by ``s`` and adds ``W m`` to its bias, so ``decode(z')`` equals the old ``decode(z)``.
+    """
+    m = latent_means.mean(dim=(0, 2, 3))
+    s = latent_means.std(dim=(0, 2, 3)).clamp_min(1e-4)
+    c = m.numel()
+    q = vae.quant_conv
+    q.weight[:c] /= s.view(c, 1, 1, 1)
+    q.bias[:c] = (q.bias[:c] - m) / s
+    q.bias[c:] -= 2.0 * torch.log(s)
+    p = vae.post_quant_conv
+    p.bias += (p.weight[:, :, 0, 0] @ m)
+    p.weight *= s.view(1, c, 1, 1)
+    return {"latent_channel_mean": [round(float(v), 4) for v in m],
+            "latent_channel_std": [round(float(v), 4) for v in s]}
+
+
+def _encode_prompts(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids)[0]
+
+
+def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent_stds: torch.Tensor,
+               captions: list[str], scheduler, cfg: PainterStageConfig, stage_dir: Path,
+               log: Callable[[dict], None] = print, empty_caption_fraction: float = 0.1,
+               min_snr_gamma: float = 5.0, ema_decay: float = 0.999) -> tuple[dict, torch.nn.Module]:
+    """Train UNet + text encoder on latents and captions; returns (final losses, EMA UNet)."""
+    import copy
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
+    step, state = _resume_stage(stage_dir, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema},
+                                optimizer)
+    alphas_cumprod = scheduler.alphas_cumprod.float()
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    unet.train()
+    text_encoder.train()
+    start, window = time.time(), list(state.get("recent_losses", []))
+    while step < cfg.steps:
+        gen = _step_generator(cfg.seed, step)
+        idx = torch.randint(len(latent_means), (cfg.batch_size,), generator=gen)
+        latents = latent_means[idx] + latent_stds[idx] * torch.randn(latent_means[idx].shape, generator=gen)
+        drop = torch.rand(cfg.batch_size, generator=gen) < empty_caption_fraction
+        batch_captions = ["" if d else captions[int(i)] for i, d in zip(idx, drop)]
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, len(alphas_cumprod), (cfg.batch_size,), generator=gen)
+        noisy = scheduler.add_noise(latents, noise, t)
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, cfg)
+        with _autocast(cfg.bf16):
+            context = _encode_prompts(tokenizer, text_encoder, batch_captions)
+            pred = unet(noisy, t, encoder_hidden_states=context).sample.float()
+        # min-SNR-gamma weighting for epsilon prediction: min(SNR, gamma) / SNR
+        weight = snr[t].clamp(max=min_snr_gamma) / snr[t]
+        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (weight * per_sample).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))
+            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
+        step += 1
+        window = (window + [float(per_sample.mean())])[-50:]
+        if step % 50 == 0 or step == cfg.steps:
+            log({"stage": "unet", "step": step, "noise_mse": round(sum(window) / len(window), 5),
+                 "lr": round(_cosine_lr(step - 1, cfg), 6), "s": round(time.time() - start, 1)})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == cfg.stop_at_step:
+            _save_stage(stage_dir, step, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema}, optimizer,
+                        {"stage": "unet", "recent_losses": window})
+        if step == cfg.stop_at_step:
+            break
+    unet.eval()
+    text_encoder.eval()
+    return {"steps": step, "complete": step >= cfg.steps,
+            "final_noise_mse": round(sum(window) / max(1, len(window)), 5)}, ema
+
+
+def stage_config_dict(cfg: PainterStageConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,102 @@
+"""Content-only captions for SynthArt paintings: what is drawn and where, never how well.
+
+A caption names the main subject (colour, shape, coarse position), the
+secondary shape, and the background (sky colour, ground colour, horizon
+height)::
+
+    a red disc on the upper left, a small blue square, pale teal sky, dark green ground, low horizon
+
+Positions are coarse on purpose: the main subject's grid column/row is
+reduced to left / centre / right and upper / middle / lower, so a caption never
+says whether the subject sits on a third (good composition) or at an edge (bad
+composition); horizon tilt, blur, noise, clutter and exposure are left out for
+the same reason. A text-to-image model trained on (image, caption) pairs then
+draws those qualities at random, which is what a reward fine-tuning can improve
+without leaving the prompt.
+
+Colours are named from the palette before the exposure fault (a quality) is
+applied, so a badly exposed "red disc" is still a red disc.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from artquant_core.synthart.attributes import SHAPES, Latent
+
+#: Hue names with the upper edge of their hue range (degrees).
+HUE_NAMES = ((15, "red"), (40, "orange"), (65, "yellow"), (150, "green"), (195, "teal"),
+             (250, "blue"), (290, "purple"), (335, "pink"), (360, "red"))
+COLOUR_WORDS = ("red", "orange", "yellow", "green", "teal", "blue", "purple", "pink", "grey")
+TONE_WORDS = ("dark", "pale")
+HORIZONTAL = ("left", "centre", "right")
+VERTICAL = ("upper", "middle", "lower")
+HORIZON_WORDS = ("high", "middle", "low")
+#: Grid index (0-4) -> coarse third (0-2): edge and third share a word, so placement quality stays hidden.
+GRID_TO_THIRD = (0, 0, 1, 2, 2)
+
+
+def colour_name(rgb, with_tone: bool = True) -> str:
+    """A colour word for an RGB triple in [0, 1], optionally prefixed by ``dark`` / ``pale``."""
+    h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    if s < 0.18:
+        hue = "grey"
+    else:
+        degrees = 360.0 * h
+        hue = next(name for edge, name in HUE_NAMES if degrees < edge)
+    if not with_tone:
+        return hue
+    if v < 0.5:
+        return f"dark {hue}"
+    if s < 0.4 and hue != "grey":
+        return f"pale {hue}"
+    return hue
+
+
+def position_phrase(grid_x: int, grid_y: int) -> str:
+    """``on the upper left``, ``in the centre``, ... from the main subject's 5x5 grid cell."""
+    col, row = HORIZONTAL[GRID_TO_THIRD[grid_x]], VERTICAL[GRID_TO_THIRD[grid_y]]
+    if col == "centre" and row == "middle":
+        return "in the centre"
+    if col == "centre":
+        return f"at the {row} centre"
+    if row == "middle":
+        return f"on the {col}"
+    return f"on the {row} {col}"
+
+
+def horizon_word(horizon: float) -> str:
+    """Horizon height (fraction of the side from the top) as high / middle / low."""
+    if horizon < 0.45:
+        return "high"
+    if horizon > 0.55:
+        return "low"
+    return "middle"
+
+
+def compose_caption(main_colour: str, main_shape: str, position: str, second_colour: str,
+                    second_shape: str, sky: str, ground: str, horizon: str) -> str:
+    """The caption sentence from its parts (also used to write prompt files)."""
+    if main_shape not in SHAPES or second_shape not in SHAPES:
+        raise ValueError(f"shapes must be among {SHAPES}, got {main_shape!r} / {second_shape!r}")
+    article = "an" if main_colour[0] in "aeiou" else "a"
+    return (f"{article} {main_colour} {main_shape} {position}, a small {second_colour} {second_shape}, "
+            f"{sky} sky, {ground} ground, {horizon} horizon")
+
+
+def caption(lat: Latent, pal: np.ndarray) -> str:
+    """The content caption of a painting from its latent and :func:`~.painter.palette` colours."""
+    return compose_caption(
+        main_colour=colour_name(pal[2], with_tone=False), main_shape=lat.shape,
+        position=position_phrase(lat.grid_x, lat.grid_y),
+        second_colour=colour_name(pal[3], with_tone=False), second_shape=lat.sec_shape,
+        sky=colour_name(pal[0]), ground=colour_name(pal[1]), horizon=horizon_word(lat.horizon))
+
+
+def caption_vocabulary() -> list[str]:
+    """Every word a caption can use (for the painter's tokenizer)."""
+    words = ["a", "an", "small", "sky", "ground", "horizon", "on", "the", "in", "at", *COLOUR_WORDS, *TONE_WORDS,
+             *SHAPES, *HORIZONTAL, *VERTICAL, *HORIZON_WORDS]
+    return list(dict.fromkeys(words))

@@ -1,0 +1,181 @@
+"""The painter: SynthArt captions, its prompt files, the training stages and the shipped pipeline."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from artquant_core.levels import APDD_SCALE
+from artquant_core.records import load_records, write_records
+from artquant_core.synthart import make_synthart
+from artquant_core.synthart.attributes import SHAPES
+from artquant_core.synthart.captions import caption_vocabulary, colour_name, position_phrase
+from artquant_core.synthart.dataset import synth_item
+from artquant_core.synthart.descriptions import NEGATIVE_WORDS, POSITIVE_WORDS
+
+ROOT = Path(__file__).resolve().parents[1]
+PAINTER_DIR = ROOT / "alignment" / "pretrained" / "tiny_painter"
+needs_painter = pytest.mark.skipif(not (PAINTER_DIR / "model_index.json").is_file(),
+                                   reason="shipped painter not in this checkout")
+
+
+# ---------------------------------------------------------------- captions
+
+def test_captions_are_deterministic_content_only_and_use_the_caption_vocabulary():
+    captions = [synth_item(5, i, None)["caption"] for i in range(300)]
+    assert captions == [synth_item(5, i, None)["caption"] for i in range(300)]
+    assert captions != [synth_item(6, i, None)["caption"] for i in range(300)]
+    vocabulary = set(caption_vocabulary())
+    quality_words = set(APDD_SCALE.words) | set(POSITIVE_WORDS) | set(NEGATIVE_WORDS) | {
+        "blurry", "noisy", "sharp", "tilted", "level", "balanced", "cluttered", "harmonious", "score"}
+    for text in captions:
+        words = set(text.replace(",", "").split())
+        assert words <= vocabulary, words - vocabulary
+        assert not words & quality_words, text
+    assert len(set(captions)) > 250  # they describe the paintings, not a template
+
+
+def test_caption_names_the_drawn_shape_position_and_horizon():
+    for i in range(50):
+        item = synth_item(2, i, None)
+        lat, text = item["latent"], item["caption"]
+        assert text.split(",")[0].split()[2] == lat.shape
+        assert position_phrase(lat.grid_x, lat.grid_y) in text
+        expected = "high" if lat.horizon < 0.45 else "low" if lat.horizon > 0.55 else "middle"
+        assert text.endswith(f"{expected} horizon")
+
+
+def test_position_phrase_hides_placement_quality_and_colour_names():
+    # an edge cell (0) and a third cell (1) read the same: the caption never gives away composition quality
+    assert position_phrase(0, 0) == position_phrase(1, 1) == "on the upper left"
+    assert position_phrase(2, 2) == "in the centre" and position_phrase(4, 2) == "on the right"
+    assert colour_name((0.9, 0.1, 0.1)) == "red" and colour_name((0.1, 0.2, 0.9)) == "blue"
+    assert colour_name((0.2, 0.05, 0.05)) == "dark red" and colour_name((0.5, 0.5, 0.5)) == "grey"
+
+
+def test_records_carry_the_caption_through_load_and_write(tmp_path):
+    path = make_synthart(tmp_path / "sa", 6, seed=11)
+    raw = json.loads(Path(path).read_text())
+    assert all(isinstance(r["caption"], str) and r["caption"] for r in raw)
+    assert raw[0]["caption"] == raw[1]["caption"] == synth_item(11, 0, None)["caption"]
+    records = load_records(path)
+    assert records[0].extra["caption"] == raw[0]["caption"]
+    write_records(records, tmp_path / "copy.json")
+    assert [r["caption"] for r in json.loads((tmp_path / "copy.json").read_text())] == [r["caption"] for r in raw]
+
+
+# ---------------------------------------------------------------- prompt files
+
+def test_prompt_files_are_disjoint_held_out_combinations_and_reproducible(tmp_path):
+    from scripts.make_painter_prompts import is_held_out, main, main_subject
+
+    train = (ROOT / "configs/prompts/painter_train.txt").read_text().splitlines()
+    held_out = (ROOT / "configs/prompts/painter_eval.txt").read_text().splitlines()
+    assert len(train) >= 128 and len(held_out) >= 32
+    assert not set(train) & set(held_out)
+    train_combos = {main_subject(t) for t in train}
+    assert not train_combos & {main_subject(t) for t in held_out}
+    assert all(is_held_out(t) for t in held_out) and not any(is_held_out(t) for t in train)
+    # every shape appears in both files: only the combination is held out
+    assert {main_subject(t)[1] for t in held_out} == set(SHAPES) == {main_subject(t)[1] for t in train}
+    main(["--out-dir", str(tmp_path)])
+    assert (tmp_path / "painter_train.txt").read_text().splitlines() == train
+    assert (tmp_path / "painter_eval.txt").read_text().splitlines() == held_out
+
+
+# ---------------------------------------------------------------- training stages
+
+def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
+    from alignment import painter_training as pt
+    from alignment.tiny_sd import _painter_arch, tiny_sd_pipeline
+
+    vae = tiny_sd_pipeline(_painter_arch(), seed=0).vae.eval()
+    images = torch.from_numpy(np.stack([synth_item(0, i, 64)["pixels"] for i in range(12)]))
+    x = pt._to_unit(images)
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+        before = vae.decode(z).sample
+        stats = pt.normalise_latents(vae, z)
+        z_new = vae.encode(x).latent_dist.mean
+        after = vae.decode(z_new).sample
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(z_new.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z_new.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3, rtol=0)
+    assert len(stats["latent_channel_std"]) == 4
+
+
+def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
+    """A run stopped mid-VAE (step 2 of 4), then mid-UNet (5 of 6), and continued ends with the same weights as one uninterrupted run."""
+    from safetensors.torch import load_file
+
+    common = ["--n-images", "48", "--vae-steps", "4", "--vae-batch", "4", "--unet-steps", "6", "--unet-batch", "4",
+              "--threads", "1", "--checkpoint-every", "100"]
+    code = "import sys; from scripts.pretrain_tiny_sd import main; raise SystemExit(main(sys.argv[1:]))"
+
+    def run(out, *extra):
+        return subprocess.run([sys.executable, "-c", code, "--out", str(out), *common, *extra], cwd=ROOT,
+                              check=True, capture_output=True, text=True)
+
+    run(tmp_path / "whole")
+    assert "stopped in the VAE stage" in run(tmp_path / "parts", "--stop-at-step", "2").stdout
+    assert (tmp_path / "parts" / "vae_stage" / "checkpoint-2").is_dir()
+    assert "stopped in the UNet stage" in run(tmp_path / "parts", "--stop-at-step", "5").stdout
+    assert not (tmp_path / "parts" / "painter").exists()
+    run(tmp_path / "parts")
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "text_encoder/model.safetensors"):
+        a = load_file(tmp_path / "whole" / "painter" / part)
+        b = load_file(tmp_path / "parts" / "painter" / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    summary = json.loads((tmp_path / "parts" / "painter" / "training_summary.json").read_text())
+    assert summary["unet"]["steps"] == 6 and summary["data"]["n_images"] == 48
+    assert {"command", "machine", "wall_minutes_this_invocation"} <= summary.keys()
+
+
+# ---------------------------------------------------------------- shipped painter, API, CLI
+
+def test_missing_painter_weights_are_named(tmp_path, monkeypatch):
+    from alignment import build_tiny_sd, tiny_sd
+
+    monkeypatch.setattr(tiny_sd, "PAINTER_DIR", tmp_path / "nowhere" / "tiny_painter")
+    with pytest.raises(FileNotFoundError, match="nowhere/tiny_painter"):
+        build_tiny_sd(tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="nowhere/tiny_painter"):
+        tiny_sd.tiny_sd_path(tmp_path / "cache", pretrained=True)
+
+
+def test_cli_random_init_writes_the_random_model(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    result = subprocess.run([sys.executable, "-m", "scripts.cli", "tiny-sd", "--out", str(tmp_path / "sd"),
+                             "--random-init"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "sd")
+    assert tuple(pipe.unet.config.block_out_channels) == (32, 64)
+
+
+@needs_painter
+def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from alignment import build_tiny_sd
+
+    size = sum(p.stat().st_size for p in PAINTER_DIR.rglob("*") if p.is_file())
+    assert size <= 30e6
+    path = build_tiny_sd(tmp_path / "painter")
+    pipe = StableDiffusionPipeline.from_pretrained(path)
+    assert pipe.unet.config.sample_size == 16 and pipe.tokenizer.model_max_length == 32
+    out = pipe(["a red disc in the centre, a small blue square, pale teal sky, dark green ground, low horizon"],
+               num_inference_steps=10, guidance_scale=3.0, output_type="np",
+               generator=torch.Generator().manual_seed(0))
+    image = out.images[0]
+    assert image.shape == (64, 64, 3)
+    # a painting, not noise: a two-tone background, whose top and bottom rows differ in colour
+    assert np.abs(image[:6].mean(axis=(0, 1)) - image[-6:].mean(axis=(0, 1))).max() > 0.05
+    result = subprocess.run([sys.executable, "-m", "scripts.cli", "tiny-sd", "--out", str(tmp_path / "cli")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and (tmp_path / "cli" / "model_index.json").is_file()
