@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from alignment.ddpo_config import DDPOConfig
+from alignment.eval_scores import hacking_note
 from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
 from alignment.prompts import load_prompts
 from alignment.reward_worker import metric_name
@@ -167,12 +168,14 @@ class DDPOSetup:
         release_memory()
         own = f"eval_{metric_name(self.reward.name)}_mean"
         self.tracker.plot("reward_curve.png", "epoch", ["reward_mean", own],
-                          title=f"DDPO reward {self.reward.name} (mean ± std)", std_suffix="_std", ylabel="reward")
+                          title=f"DDPO reward {self.reward.name} (mean ± std)" + hacking_note(self.tracker.rows()),
+                          std_suffix="_std", ylabel="reward")
         others = [f"eval_{metric_name(r.name)}_mean" for r in self.eval_rewards]
         others = [k for k in dict.fromkeys(others) if k != own]
         if others:
             self.tracker.plot("eval_rewards_curve.png", "epoch", others, std_suffix="_std",
-                              title="held-out rewards (not trained on)", ylabel="reward")
+                              title="held-out rewards (not trained on)" + hacking_note(self.tracker.rows()),
+                              ylabel="reward")
 
     def save_eval_grid(self, images: torch.Tensor, captions: list[str], epoch: int) -> None:
         from artquant_core.plots import image_grid

@@ -25,7 +25,7 @@ from alignment.ddim import ddim_step_full
 from alignment.ddpo_config import DDPOConfig
 from alignment.ddpo_loss import gaussian_kl, ppo_clip_loss
 from alignment.ddpo_setup import DDPOSetup
-from alignment.eval_scores import save_eval_scores
+from alignment.eval_scores import held_out_changes, save_eval_scores
 from alignment.reward_worker import AsyncRewarder, metric_name, score_batch
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
 from alignment.sampling import guided_noise_pred, sample_trajectories
@@ -247,6 +247,8 @@ class DDPOTrainer:
             captions = captions or [f"{v:.3f}" for v in values]
         s.save_eval_grid(images, captions, epoch)
         save_eval_scores(self.config.output_dir, epoch, prompts, per_image)
+        out.update(held_out_changes(self.config.output_dir, epoch, metric_name(s.reward.name),
+                                    [metric_name(r.name) for r in s.eval_rewards]))
         return out
 
     # ----------------------------------------------------------- checkpoints

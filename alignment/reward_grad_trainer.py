@@ -25,7 +25,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from alignment.ddim import ddim_step_full
-from alignment.eval_scores import save_eval_scores
+from alignment.eval_scores import hacking_note, held_out_changes, save_eval_scores
 from alignment.lora import adapters_disabled, add_lora
 from alignment.pipeline import import_model_libraries
 from alignment.prompts import load_prompts
@@ -240,6 +240,8 @@ class RewardGradTrainer:
                 per_image[metric_name(reward.name)] = scores = values.tolist()
                 captions = captions or [f"{v:.3f}" for v in scores]
         save_eval_scores(cfg.output_dir, epoch, prompts, per_image)
+        out.update(held_out_changes(cfg.output_dir, epoch, metric_name(self.reward.name),
+                                    [metric_name(r.name) for r in self.eval_rewards]))
         from artquant_core.plots import image_grid
 
         image_grid(images.cpu(), Path(cfg.output_dir) / "eval" / f"epoch_{epoch:04d}.png", captions=captions,
@@ -278,7 +280,8 @@ class RewardGradTrainer:
             tracker.log(row, step)
             keys = ["reward_mean"] + sorted({k for r in tracker.rows() for k in r
                                              if k.startswith("eval_") and k.endswith("_mean")})
-            tracker.plot("reward_curve.png", "epoch", keys, title="reward-gradient fine-tuning (mean ± std)",
+            tracker.plot("reward_curve.png", "epoch", keys,
+                         title="reward-gradient fine-tuning (mean ± std)" + hacking_note(tracker.rows()),
                          std_suffix="_std", ylabel="reward")
             return row
 

@@ -69,6 +69,14 @@ class TinyScorerConfig:
             raise ValueError(f"text_hidden / text_heads = {head_dim} must be a multiple of 4 (M-RoPE sections)")
 
 
+def pretrained_folder(family: str = "qwen2_5_vl") -> Path:
+    """Where a family's shipped weights live: ``pretrained/tiny_scorer/`` for the default
+    (Qwen2.5-VL), ``pretrained/tiny_scorer_<family>/`` otherwise (``tiny_scorer_llava/``: the
+    independent judge, trained on a SynthArt draw disjoint from the default's)."""
+    TinyScorerConfig(family=family)  # validates the name
+    return PRETRAINED_DIR / ("tiny_scorer" if family == "qwen2_5_vl" else f"tiny_scorer_{family}")
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_tokenizer(family: str, vocab_size: int):
     from artquant_core.tiny_tokenizer import train_tiny_tokenizer
@@ -135,8 +143,9 @@ def build_tiny_scorer(seed: int = 0, pretrained: bool = True, family: str | None
     """The embedded default scorer.
 
     ``pretrained=True``: the toolkit's own trained weights from
-    ``artquant_core/pretrained/tiny_scorer/`` (``FileNotFoundError`` if they are not
-    shipped in this install). ``pretrained=False``: random init seeded by ``seed``
+    ``artquant_core/pretrained/tiny_scorer/`` (``family="llava"``: ``tiny_scorer_llava/``,
+    the independent judge; see :func:`pretrained_folder`); ``FileNotFoundError`` naming the
+    folder if they are not shipped in this install. ``pretrained=False``: random init seeded by ``seed``
     (the global RNG is left untouched), sized by ``config`` (default
     :class:`TinyScorerConfig`) or ``family``.
     """
@@ -147,8 +156,7 @@ def build_tiny_scorer(seed: int = 0, pretrained: bool = True, family: str | None
     elif family is not None and family != config.family:
         raise ValueError(f"family={family!r} contradicts config.family={config.family!r}")
     if pretrained:
-        name = "tiny_scorer" if config.family == "qwen2_5_vl" else f"tiny_scorer_{config.family}"
-        folder = PRETRAINED_DIR / name
+        folder = pretrained_folder(config.family)
         if not (folder / "config.json").exists():
             raise FileNotFoundError(
                 f"the embedded tiny scorer's trained weights are not in this install ({folder} is missing); "

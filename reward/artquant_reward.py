@@ -64,6 +64,8 @@ class ArtQuantReward(BaseReward):
             gradient path computes gradients for the images only.
         device: move the scorer there (default: leave it where it is); images are moved to
             the scorer's device and the reward comes back on the images' device.
+        name: the reward's base name (default ``"artquant"``; ``load_reward("judge")`` uses
+            ``"judge"``); ``.name`` is that, or ``"<name>@<aspect>"`` with an aspect.
     """
 
     differentiable = True
@@ -71,7 +73,7 @@ class ArtQuantReward(BaseReward):
     def __init__(self, scorer_or_path: Any, aspect: str | None = None, normalize: bool = True,
                  max_batch: int = 32, autocast_dtype: Any = None, compile: bool = False,
                  freeze: bool = True, device: str | torch.device | None = None,
-                 autocast_on_cpu: bool = False) -> None:
+                 autocast_on_cpu: bool = False, name: str = "artquant") -> None:
         if isinstance(scorer_or_path, (str, Path)):
             from artquant_core.scorer import ArtQuantScorer
 
@@ -91,7 +93,7 @@ class ArtQuantReward(BaseReward):
         self.max_batch = int(max_batch)
         self.autocast_dtype = _resolve_dtype(autocast_dtype)
         self.autocast_on_cpu = bool(autocast_on_cpu)
-        self.name = "artquant" if aspect is None else f"artquant@{aspect}"
+        self.name = name if aspect is None else f"{name}@{aspect}"
         anchors = [float(a) for a in self.scorer.scale.anchors]
         self.low, self.high = min(anchors), max(anchors)
         if not self.high > self.low:

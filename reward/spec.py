@@ -4,14 +4,26 @@ Grammar (whitespace around ``+`` and ``*`` is ignored)::
 
     spec   := term ( "+" term )*
     term   := reward [ "*" weight ]  |  weight "*" reward
-    reward := "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  SIMPLE_NAME
+    reward := "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  "judge" [ "@" ASPECT ]  |  SIMPLE_NAME
     weight := a float: 0.8, -1, .5, 2e-3, 1E+2
 
 ``artquant`` alone is the embedded tiny scorer with its shipped weights;
 ``artquant:PATH`` loads ``ArtQuantScorer.from_pretrained(PATH)`` (PATH may hold
 ``-``, ``.``, ``/``, ``:`` and even ``+`` or ``@``); ``@ASPECT`` scores one attribute
 (``artquant:runs/s1@composition``). If ``PATH@x`` exists on disk it is taken as a
-path. A single unweighted term gives that reward; anything else gives a
+path.
+
+``judge`` is the independent judge: a second shipped tiny scorer of the other VLM
+family (LLaVA: CLIP + Llama, where ``artquant`` is Qwen2.5-VL), pre-trained by the
+same script on a SynthArt draw disjoint from the default scorer's
+(``artquant_core/pretrained/tiny_scorer_llava/``, ``build_tiny_scorer(family="llava")``).
+It is an :class:`~reward.artquant_reward.ArtQuantReward` named ``judge`` (``judge@ASPECT``
+with an aspect), on the same ``[0, 1]`` scale, for watching reward hacking
+(``eval_rewards: [judge]``) or mixing in (``artquant+0.5*judge``). It takes no
+``:PATH`` (use ``artquant:PATH`` for any other scorer); missing weights raise
+``FileNotFoundError`` naming the folder.
+
+A single unweighted term gives that reward; anything else gives a
 :class:`~reward.composite.CompositeReward` keyed by the rewards' names.
 """
 
@@ -31,8 +43,13 @@ _LEADING_WEIGHT = re.compile(rf"^\s*(?P<w>{_FLOAT})\s*\*\s*(?P<body>.*)$", re.S)
 _ASPECT = re.compile(r"^[A-Za-z_][\w-]*$")
 
 
+JUDGE_FAMILY = "llava"  # the judge is the other VLM family from the default scorer (qwen2_5_vl)
+
+
 def known_rewards() -> list[str]:
-    return ["artquant", *SIMPLE_REWARDS]
+    """Reward names ``load_reward`` accepts: ``artquant`` (``:PATH``, ``@ASPECT``), ``judge``
+    (``@ASPECT``; the independent LLaVA judge) and the simple baselines."""
+    return ["artquant", *SIMPLE_REWARDS, "judge"]
 
 
 def _starts_term(text: str) -> bool:
@@ -74,7 +91,7 @@ def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, known_rewards(), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return ValueError(f"unknown reward {name!r}{hint}; known rewards: {', '.join(known_rewards())} "
-                      "(artquant takes ':PATH' and '@ASPECT')")
+                      "(artquant takes ':PATH' and '@ASPECT', judge takes '@ASPECT')")
 
 
 def _split_aspect(rest: str) -> tuple[str, str | None]:
@@ -99,6 +116,14 @@ def build_single(body: str, **artquant_options: Any) -> Reward:
         if sep and not path:
             raise ValueError(f"reward spec {body!r}: 'artquant:' needs a path after the colon")
         return _artquant(path or None, aspect, **artquant_options)
+    if name == "judge":
+        if sep:
+            raise ValueError(f"reward spec {body!r}: 'judge' is the shipped independent judge and takes no "
+                             "':PATH'; use 'artquant:PATH' for another scorer")
+        aspect = rest[1:] if rest.startswith("@") else None
+        if rest and (aspect is None or not _ASPECT.match(aspect)):
+            raise ValueError(f"reward spec {body!r}: 'judge' takes only '@ASPECT' (e.g. 'judge@composition')")
+        return _judge(aspect, **artquant_options)
     if name in SIMPLE_REWARDS:
         if sep or rest:
             raise ValueError(f"reward {name!r} takes no ':PATH' or '@ASPECT' (got {body!r})")
@@ -121,6 +146,23 @@ def _artquant(path: str | None, aspect: str | None, **options: Any) -> Reward:
     if not Path(path).exists() and not re.match(r"^[\w.-]+/[\w.-]+$", path):
         raise FileNotFoundError(f"reward 'artquant:{path}': no scorer at {path!r}")
     return ArtQuantReward(path, aspect=aspect, **options)
+
+
+def _judge(aspect: str | None, **options: Any) -> Reward:
+    """The independent judge: the shipped tiny LLaVA scorer as an ArtQuantReward named ``judge``."""
+    from artquant_core.tiny import build_tiny_scorer, pretrained_folder
+    from reward.artquant_reward import ArtQuantReward
+
+    try:
+        scorer = build_tiny_scorer(family=JUDGE_FAMILY, pretrained=True)
+    except FileNotFoundError as exc:
+        folder = pretrained_folder(JUDGE_FAMILY)
+        raise FileNotFoundError(
+            f"reward 'judge': the independent judge's trained weights are not shipped in this install "
+            f"({folder} is missing); train and ship them with `python -m scripts.pretrain_tiny_scorer "
+            f"--config configs/pretrain_judge.yaml --family llava --data-seed 3000 --out RUN --ship`, "
+            f"or use 'artquant:PATH'") from exc
+    return ArtQuantReward(scorer, aspect=aspect, name="judge", **options)
 
 
 def load_reward(spec: str, normalize: str = "none", **artquant_options: Any) -> Reward:

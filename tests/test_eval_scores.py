@@ -52,3 +52,25 @@ def test_bad_files_and_mismatches_are_named(tmp_path):
     (tmp_path / "eval" / "epoch_0001.json").write_text(json.dumps({"prompts": []}))
     with pytest.raises(ValueError, match="epoch_0001.json: not an evaluation scores file"):
         compare_evaluations(tmp_path)
+
+
+def test_held_out_changes_flag_reward_hacking_only_when_the_judge_falls(tmp_path):
+    from alignment.eval_scores import hacking_note, held_out_changes
+
+    prompts = [f"p{i}" for i in range(8)]
+    base = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    rise = [b + 0.1 + 0.01 * (i % 2) for i, b in enumerate(base)]
+    fall = [b - 0.1 - 0.01 * (i % 3) for i, b in enumerate(base)]
+    save_eval_scores(tmp_path, 0, prompts, {"artquant": base, "judge": base, "brightness": base})
+    assert held_out_changes(tmp_path, 0, "artquant", ["judge"]) == {}  # nothing to compare with yet
+    save_eval_scores(tmp_path, 5, prompts, {"artquant": rise, "judge": rise, "brightness": fall})
+    honest = held_out_changes(tmp_path, 5, "artquant", ["judge", "brightness"])
+    assert honest["reward_hacking"] == 0.0  # brightness falling is no judge falling
+    assert abs(honest["eval_artquant_change"] - 0.105) < 1e-9 and honest["eval_brightness_change"] < -0.1
+    save_eval_scores(tmp_path, 10, prompts, {"artquant": rise, "judge": fall, "brightness": base})
+    hacked = held_out_changes(tmp_path, 10, "artquant", ["judge", "brightness"])
+    assert hacked["reward_hacking"] == 1.0 and hacked["eval_judge_change"] < 0
+    assert "epoch 10" in hacking_note([{"epoch": 5, "reward_hacking": 0.0}, {"epoch": 10, **hacked}])
+    assert hacking_note([{"epoch": 5, **honest}]) == ""
+    # without a judge among the watched rewards there is no verdict at all
+    assert "reward_hacking" not in held_out_changes(tmp_path, 10, "artquant", ["brightness"])
