@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-at-step", type=int, default=None,
                         help="checkpoint the running stage at this step and exit (continue later with the same "
                              "command: the run resumes from its checkpoints)")
+    parser.add_argument("--preview", action="store_true",
+                        help="write OUT/painter_preview from the latest UNet checkpoint (EMA) and exit; safe beside "
+                             "a running training")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--ship", action="store_true", help="copy the painter into the package")
     args = parser.parse_args(argv)
@@ -101,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     arch = _painter_arch()
     bf16 = not args.vae_fp32
     start = time.time()
+
+    if args.preview:
+        return write_preview(out, arch)
 
     # 1. data
     images, captions = make_painter_data(out / "data", args.n_images, args.data_seed, arch.resolution)
@@ -142,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. assemble and save (EMA UNet, trained text encoder, normalised VAE)
     pipe.unet.load_state_dict(ema.state_dict())
-    pipe.vae = vae
     pipe.register_modules(vae=vae)
     painter_dir = out / "painter"
     save_tiny_sd(pipe, painter_dir, arch)
@@ -170,6 +175,25 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(PAINTER_DIR)
         shutil.copytree(painter_dir, PAINTER_DIR)
         print(f"shipped to {PAINTER_DIR}")
+    return 0
+
+
+def write_preview(out: Path, arch) -> int:
+    """The painter as it stands: normalised VAE + the latest UNet checkpoint's EMA and text encoder."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from alignment.tiny_sd import save_tiny_sd, tiny_sd_pipeline
+    from artquant_core.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(out / "unet_stage")
+    if checkpoint is None or not (out / "vae" / "config.json").is_file():
+        raise SystemExit(f"{out}: no UNet checkpoint yet (the VAE stage runs first)")
+    pipe = tiny_sd_pipeline(arch, seed=0)
+    pipe.unet.load_state_dict(load_file(checkpoint / "unet_ema.safetensors"))
+    pipe.text_encoder.load_state_dict(load_file(checkpoint / "text_encoder.safetensors"))
+    pipe.register_modules(vae=AutoencoderKL.from_pretrained(out / "vae").eval())
+    print(save_tiny_sd(pipe, out / "painter_preview", arch), f"(UNet {checkpoint.name})")
     return 0
 
 

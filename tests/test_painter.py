@@ -71,7 +71,8 @@ def test_records_carry_the_caption_through_load_and_write(tmp_path):
 # ---------------------------------------------------------------- prompt files
 
 def test_prompt_files_are_disjoint_held_out_combinations_and_reproducible(tmp_path):
-    from scripts.make_painter_prompts import is_held_out, main, main_subject
+    from artquant_core.synthart.captions import is_held_out, main_subject, painter_prompts
+    from scripts.make_painter_prompts import main
 
     train = (ROOT / "configs/prompts/painter_train.txt").read_text().splitlines()
     held_out = (ROOT / "configs/prompts/painter_eval.txt").read_text().splitlines()
@@ -85,6 +86,7 @@ def test_prompt_files_are_disjoint_held_out_combinations_and_reproducible(tmp_pa
     main(["--out-dir", str(tmp_path)])
     assert (tmp_path / "painter_train.txt").read_text().splitlines() == train
     assert (tmp_path / "painter_eval.txt").read_text().splitlines() == held_out
+    assert painter_prompts() == (train, held_out)
 
 
 # ---------------------------------------------------------------- training stages

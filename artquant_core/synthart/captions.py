@@ -100,3 +100,42 @@ def caption_vocabulary() -> list[str]:
     words = ["a", "an", "small", "sky", "ground", "horizon", "on", "the", "in", "at", *COLOUR_WORDS, *TONE_WORDS,
              *SHAPES, *HORIZONTAL, *VERTICAL, *HORIZON_WORDS]
     return list(dict.fromkeys(words))
+
+
+PROMPT_SEED = 6000
+
+
+def main_subject(caption: str) -> tuple[str, str, str]:
+    """(colour, shape, position phrase) of a caption's main subject."""
+    head = caption.split(",", 1)[0].split()  # ["a", colour, shape, *position]
+    return head[1], head[2], " ".join(head[3:])
+
+
+def is_held_out(caption: str) -> bool:
+    """Whether a caption's main-subject combination belongs to the held-out (evaluation) prompts:
+    ``(colour + shape + position) % 3 == 0`` over the indices of this module's word lists."""
+    colour, shape, position = main_subject(caption)
+    positions = sorted({"in the centre", "at the upper centre", "at the lower centre", "on the left", "on the right",
+                        "on the upper left", "on the upper right", "on the lower left", "on the lower right"})
+    return (COLOUR_WORDS.index(colour) + SHAPES.index(shape) + positions.index(position)) % 3 == 0
+
+
+def painter_prompts(n_train: int = 256, n_eval: int = 64, seed: int = PROMPT_SEED) -> tuple[list[str], list[str]]:
+    """Fine-tuning prompts for the painter: unique training and held-out captions, in draw order.
+
+    Captions of SynthArt seed ``seed`` (6000: a draw no shipped model trains on); a caption is
+    held out when :func:`is_held_out`. Colours, shapes and positions each appear on both sides;
+    only their combinations are split. ``configs/prompts/painter_{train,eval}.txt`` hold the defaults.
+    """
+    from artquant_core.synthart.dataset import synth_item  # imported here: dataset imports this module
+
+    train: dict[str, None] = {}
+    held_out: dict[str, None] = {}
+    index = 0
+    while len(train) < n_train or len(held_out) < n_eval:
+        text = synth_item(seed, index, None)["caption"]
+        target = held_out if is_held_out(text) else train
+        if len(target) < (n_eval if target is held_out else n_train):
+            target[text] = None
+        index += 1
+    return list(train), list(held_out)
