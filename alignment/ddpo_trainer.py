@@ -28,16 +28,8 @@ from alignment.ddpo_setup import DDPOSetup
 from alignment.eval_scores import held_out_changes, save_eval_scores
 from alignment.reward_worker import AsyncRewarder, metric_name, score_batch
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
-from alignment.sampling import guided_noise_pred, sample_trajectories
+from alignment.sampling import derive_seed, guided_noise_pred, sample_held_out, sample_trajectories
 from alignment.stat_tracking import PerPromptStatTracker
-
-
-def _seed(*parts: int) -> int:
-    """A generator seed derived from (seed, epoch, rank, …): resumed runs redraw the same noise."""
-    h = 0
-    for p in parts:
-        h = (h * 1_000_003 + int(p) + 1) % (2 ** 62)
-    return h
 
 
 class DDPOTrainer:
@@ -102,7 +94,7 @@ class DDPOTrainer:
     def _sample(self, epoch: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         cfg, s = self.config, self.s
         acc, unet = s.accelerator, s.policy_unet()
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch, acc.process_index))
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index))
         t0 = time.perf_counter()
         batches, futures, prompt_ids = [], [], []
         unet.eval()
@@ -149,7 +141,7 @@ class DDPOTrainer:
     def _train_inner(self, samples: dict[str, torch.Tensor], epoch: int, inner: int) -> dict[str, float]:
         cfg, s = self.config, self.s
         acc = s.accelerator
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch, acc.process_index, inner, 7))
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index, inner, 7))
         n, num_steps = samples["latents"].shape[0], samples["timesteps"].shape[0]
         order = torch.randperm(n, generator=gen)
         # per sample, a random subset of its timesteps (train_timestep_fraction of them)
@@ -227,18 +219,12 @@ class DDPOTrainer:
         if not s.eval_prompts or not s.accelerator.is_main_process:
             return {}
         prompts = [p for p in s.eval_prompts for _ in range(cfg.eval_num_per_prompt)]
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, 424242))
-        unet, images = s.policy_unet(), []
+        unet = s.policy_unet()
         unet.eval()
         with s.sampling_policy():
-            for i in range(0, len(prompts), cfg.sample_batch_size):
-                with s.accelerator.autocast():
-                    traj = sample_trajectories(unet, s.scheduler, s.vae,
-                                               s.encode(prompts[i:i + cfg.sample_batch_size]), s.negative_embeds,
-                                               num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
-                                               eta=cfg.sample_eta, resolution=cfg.resolution, generator=gen)
-                images.append(traj.images.float().cpu())
-        images = torch.cat(images)
+            images = sample_held_out(unet, s.scheduler, s.vae, s.encode, s.negative_embeds, prompts, seed=cfg.seed,
+                                     num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
+                                     eta=cfg.sample_eta, resolution=cfg.resolution, autocast=s.accelerator.autocast)
         out, captions, per_image = {}, None, {}
         for reward in [s.reward, *s.eval_rewards]:
             total, _ = score_batch(reward, images, prompts)

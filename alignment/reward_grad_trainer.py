@@ -33,13 +33,10 @@ from alignment.reward_grad_config import RewardGradConfig
 from alignment.reward_checks import check_differentiable, load_reward_spec
 from alignment.reward_worker import metric_name
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
-from alignment.sampling import PromptEncoder, decode_latents, guided_noise_pred, initial_latents, sample_trajectories
+from alignment.sampling import (PromptEncoder, derive_seed, decode_latents, guided_noise_pred, initial_latents,
+                                sample_held_out)
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class RewardGradTrainer:
@@ -149,9 +146,9 @@ class RewardGradTrainer:
     # -- training --------------------------------------------------------------------------------
     def _micro_batch(self, epoch: int, update: int, micro: int) -> tuple[list[str], torch.Generator]:
         rank = self.accelerator.process_index
-        rng = np.random.default_rng(_seed(self.config.seed, epoch, update, micro, rank, 1))
+        rng = np.random.default_rng(derive_seed(self.config.seed, epoch, update, micro, rank, 1))
         prompts = [self.prompts[i] for i in rng.integers(0, len(self.prompts), self.config.train_batch_size)]
-        return prompts, torch.Generator().manual_seed(_seed(self.config.seed, epoch, update, micro, rank, 2))
+        return prompts, torch.Generator().manual_seed(derive_seed(self.config.seed, epoch, update, micro, rank, 2))
 
     def _all_reduce_gradients(self) -> None:
         """Average the trainable gradients over processes in one flat all-reduce (CPU gloo or NCCL)."""
@@ -219,17 +216,10 @@ class RewardGradTrainer:
         if not self.eval_prompts or not self.accelerator.is_main_process:
             return {}
         prompts = [p for p in self.eval_prompts for _ in range(cfg.eval_num_per_prompt)]
-        generator = torch.Generator().manual_seed(_seed(cfg.seed, 424242))
         self.unet.eval()
-        images = []
-        for i in range(0, len(prompts), cfg.train_batch_size):
-            with self.accelerator.autocast():
-                traj = sample_trajectories(self.unet, self.scheduler, self.vae,
-                                           self.encode(prompts[i:i + cfg.train_batch_size]), self.negative_embeds,
-                                           num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
-                                           eta=cfg.sample_eta, resolution=cfg.resolution, generator=generator)
-            images.append(traj.images.float())
-        images = torch.cat(images)
+        images = sample_held_out(self.unet, self.scheduler, self.vae, self.encode, self.negative_embeds, prompts,
+                                 seed=cfg.seed, num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
+                                 eta=cfg.sample_eta, resolution=cfg.resolution, autocast=self.accelerator.autocast)
         out: dict[str, float] = {}
         captions, per_image = None, {}
         with torch.no_grad():

@@ -141,3 +141,42 @@ def sample_trajectories(unet, scheduler, vae, prompt_embeds: torch.Tensor, negat
         images=None if images is None else images.clone(),
     )
 
+
+
+def derive_seed(*parts: int) -> int:
+    """A generator seed derived from (seed, epoch, rank, …): resumed runs redraw the same noise.
+
+    The one seed hash of the alignment trainers (training draws, held-out evaluation)."""
+    h = 0
+    for p in parts:
+        h = (h * 1_000_003 + int(p) + 1) % (2 ** 62)
+    return h
+
+
+#: Held-out images are drawn in chunks of this size, each from its own generator, so that an image's noise
+#: depends only on (seed, its index) — not on a trainer's batch sizes: DDPO and reward-gradient runs of the
+#: same seed evaluate the very same held-out noise, and their curves compare.
+EVAL_CHUNK = 8
+EVAL_SEED_SALT = 424242
+
+
+def sample_held_out(unet, scheduler, vae, encode, negative_embeds: torch.Tensor | None, prompts: Sequence[str],
+                    *, seed: int, num_steps: int, guidance_scale: float, eta: float, resolution: int,
+                    autocast=None) -> torch.Tensor:
+    """Images ``(len(prompts), 3, H, W)`` in [0, 1] (float32, CPU) for a held-out evaluation.
+
+    ``encode(prompts) -> embeds``; ``autocast``: a context-manager factory (e.g. ``accelerator.autocast``).
+    Chunk ``k`` draws from a generator seeded by ``(seed, EVAL_SEED_SALT, k)``.
+    """
+    import contextlib
+
+    images = []
+    for k, start in enumerate(range(0, len(prompts), EVAL_CHUNK)):
+        chunk = list(prompts[start:start + EVAL_CHUNK])
+        chunk_seed = derive_seed(seed, EVAL_SEED_SALT, k)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            traj = sample_trajectories(unet, scheduler, vae, encode(chunk), negative_embeds, num_steps=num_steps,
+                                       guidance_scale=guidance_scale, eta=eta, resolution=resolution,
+                                       generator=torch.Generator().manual_seed(chunk_seed))
+        images.append(traj.images.float().cpu())
+    return torch.cat(images)

@@ -154,41 +154,67 @@ def step_evaluate(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
 def step_tiny_sd(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     from alignment import build_tiny_sd
 
-    path = build_tiny_sd(out / "tiny_sd", seed=cfg.seed)
+    if cfg.diffusion_model in ("painter", "tiny-random"):
+        path = build_tiny_sd(out / "tiny_sd", seed=cfg.seed, pretrained=cfg.diffusion_model == "painter")
+    else:
+        from alignment.pipeline import resolve_pretrained
+
+        path = resolve_pretrained(cfg.diffusion_model, out)
     size = sum(f.stat().st_size for f in Path(path).rglob("*.safetensors")) / 2 ** 20
-    return {"path": str(path), "summary": f"tiny Stable Diffusion pipeline ({size:.1f} MiB of weights) at {path}"}
+    kind = {"painter": "the shipped painter (tiny SD trained on SynthArt)",
+            "tiny-random": "random-init tiny Stable Diffusion"}.get(cfg.diffusion_model, "Stable Diffusion pipeline")
+    return {"path": str(path), "summary": f"{kind} ({size:.1f} MiB of weights) at {path}"}
+
+
+def _prompts(cfg: DemoConfig) -> tuple[list[str], list[str]]:
+    """(training prompts, held-out prompts): SynthArt captions for the painter, the generic sets otherwise."""
+    if cfg.diffusion_model == "painter":
+        from artquant_core.synthart.captions import painter_prompts
+
+        return painter_prompts()
+    from alignment.ddpo_config import DEFAULT_EVAL_PROMPTS, DEFAULT_PROMPTS
+
+    return list(DEFAULT_PROMPTS), list(DEFAULT_EVAL_PROMPTS)
 
 
 def _held_out_prompts(cfg: DemoConfig) -> list[str]:
     """Prompts DDPO never trains on: its evaluation and the reranking use the same ones."""
-    from alignment.ddpo_config import DEFAULT_EVAL_PROMPTS
+    held_out = _prompts(cfg)[1]
+    return [held_out[i % len(held_out)] for i in range(cfg.held_out_prompts)]
 
-    return [DEFAULT_EVAL_PROMPTS[i % len(DEFAULT_EVAL_PROMPTS)] for i in range(cfg.held_out_prompts)]
+
+def _watch_rewards(cfg: DemoConfig) -> list[str]:
+    """Rewards scored on held-out prompts, never trained on: the configured one and the judge (when shipped)."""
+    from artquant_core.tiny import pretrained_folder
+
+    judge = cfg.watch_judge and (pretrained_folder("llava") / "config.json").is_file()
+    return [cfg.ddpo_eval_reward] + (["judge"] if judge else [])
 
 
-def _shared_run_settings(cfg: DemoConfig, out: Path, run: str, eval_every: int) -> dict[str, Any]:
+def _shared_run_settings(cfg: DemoConfig, out: Path, done: dict, run: str, eval_every: int) -> dict[str, Any]:
     """What both fine-tunings share: base model, reward, held-out evaluation, checkpoints, resume."""
-    return dict(pretrained_model=str(out / "tiny_sd"), reward=f"artquant:{out / 'scorer'}", output_dir=str(out / run),
+    return dict(pretrained_model=done["tiny_sd"]["path"], reward=f"artquant:{out / 'scorer'}", output_dir=str(out / run),
                 seed=cfg.seed, resolution=cfg.image_size, sample_num_steps=cfg.ddpo_sample_steps,
-                eval_prompts=_held_out_prompts(cfg), eval_rewards=[cfg.ddpo_eval_reward], eval_every=eval_every,
+                guidance_scale=cfg.guidance_scale, prompts=_prompts(cfg)[0],
+                eval_prompts=_held_out_prompts(cfg), eval_rewards=_watch_rewards(cfg), eval_every=eval_every,
                 eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=eval_every, resume_from="latest")
 
 
-def _ddpo_config(cfg: DemoConfig, out: Path):
+def _ddpo_config(cfg: DemoConfig, out: Path, done: dict):
     from alignment import DDPOConfig
 
     return DDPOConfig(
-        **_shared_run_settings(cfg, out, "ddpo", cfg.ddpo_eval_every), num_epochs=cfg.ddpo_epochs,
+        **_shared_run_settings(cfg, out, done, "ddpo", cfg.ddpo_eval_every), num_epochs=cfg.ddpo_epochs,
         sample_batch_size=cfg.ddpo_sample_batch_size, sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
         train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
         clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs)
 
 
-def _reward_grad_config(cfg: DemoConfig, out: Path):
+def _reward_grad_config(cfg: DemoConfig, out: Path, done: dict):
     from alignment import RewardGradConfig
 
     return RewardGradConfig(
-        **_shared_run_settings(cfg, out, "reward_grad", cfg.reward_grad_eval_every),
+        **_shared_run_settings(cfg, out, done, "reward_grad", cfg.reward_grad_eval_every),
         num_epochs=cfg.reward_grad_epochs, train_steps_per_epoch=2, train_batch_size=2,
         train_gradient_accumulation_steps=2, truncated_backprop_steps=cfg.reward_grad_backprop_steps,
         learning_rate=cfg.reward_grad_learning_rate)
@@ -204,33 +230,41 @@ def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -
     train_rows = [r for r in rows if "reward_mean" in r]
     eval_rows = [r for r in rows if "eval_artquant_mean" in r]
     watch = f"eval_{metric_name(cfg.ddpo_eval_reward)}_mean"
-    paired = compare_evaluations(run_dir)["rewards"]["artquant"]
+    paired_all = compare_evaluations(run_dir)["rewards"]
+    paired = paired_all["artquant"]
     v = {"reward_first": train_rows[0]["reward_mean"], "reward_last": train_rows[-1]["reward_mean"],
          "eval_reward_first": eval_rows[0]["eval_artquant_mean"],
          "eval_reward_last": eval_rows[-1]["eval_artquant_mean"],
          "eval_change": paired["change"], "eval_change_se": paired["se"],
          "eval_improved_fraction": paired["improved_fraction"], "watch_name": cfg.ddpo_eval_reward,
          "watch_first": eval_rows[0].get(watch), "watch_last": eval_rows[-1].get(watch), "epochs": epochs,
+         "judge_first": eval_rows[0].get("eval_judge_mean"), "judge_last": eval_rows[-1].get("eval_judge_mean"),
+         "judge_change": paired_all.get("judge", {}).get("change"),
+         "judge_change_se": paired_all.get("judge", {}).get("se"),
+         "reward_hacking": any(r.get("reward_hacking") for r in eval_rows),
          "samples_per_s": train_rows[-1].get("samples_per_s")}
     result: dict[str, Any] = {f"{prefix}_{key}": value for key, value in v.items()}
     result["summary"] = (f"{epochs} epochs: training reward {v['reward_first']:.4f} -> {v['reward_last']:.4f}; "
                          f"held-out {v['eval_reward_first']:.4f} -> {v['eval_reward_last']:.4f} (paired change "
                          f"{v['eval_change']:+.4f} ± {v['eval_change_se']:.4f}); {cfg.ddpo_eval_reward} (watch) "
                          f"{v['watch_first']:.3f} -> {v['watch_last']:.3f}")
+    if v["judge_first"] is not None:
+        result["summary"] += (f"; judge {v['judge_first']:.4f} -> {v['judge_last']:.4f}"
+                              + (" — REWARD HACKING: reward up, judge down" if v["reward_hacking"] else ""))
     return result
 
 
 def step_ddpo(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     from alignment import DDPOTrainer
 
-    DDPOTrainer(_ddpo_config(cfg, out)).train()
+    DDPOTrainer(_ddpo_config(cfg, out, done)).train()
     return _finetune_result(cfg, out / "ddpo", "ddpo", cfg.ddpo_epochs)
 
 
 def step_reward_grad(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     from alignment import RewardGradTrainer
 
-    RewardGradTrainer(_reward_grad_config(cfg, out)).train()
+    RewardGradTrainer(_reward_grad_config(cfg, out, done)).train()
     return _finetune_result(cfg, out / "reward_grad", "reward_grad", cfg.reward_grad_epochs)
 
 
@@ -240,7 +274,7 @@ def _sample(pipe, prompts: list[str], cfg: DemoConfig):
 
     generators = [torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(prompts) * cfg.rerank_n)]
     result = pipe(prompts, num_images_per_prompt=cfg.rerank_n, num_inference_steps=cfg.ddpo_sample_steps,
-                  guidance_scale=5.0, eta=1.0, generator=generators, output_type="pt",
+                  guidance_scale=cfg.guidance_scale, eta=1.0, generator=generators, output_type="pt",
                   height=cfg.image_size, width=cfg.image_size)
     return result.images.float().clamp(0, 1).cpu()
 
@@ -277,7 +311,7 @@ STEPS: list[tuple[str, str, Callable[[DemoConfig, Path, dict], dict]]] = [
     ("pretrained_eval", "scorer before fine-tuning", step_pretrained_eval),
     ("finetune", "fine-tune the scorer", step_finetune),
     ("evaluate", "evaluate the fine-tuned scorer", step_evaluate),
-    ("tiny_sd", "tiny diffusion model", step_tiny_sd),
+    ("tiny_sd", "diffusion model (the painter)", step_tiny_sd),
     ("ddpo", "DDPO with ArtQuantReward", step_ddpo),
     ("reward_grad", "reward-gradient fine-tuning (DRaFT-K) with ArtQuantReward", step_reward_grad),
     ("rerank", "best-of-N before/after fine-tuning", step_rerank),

@@ -54,6 +54,14 @@ class DemoConfig:
     scorer_attributes_per_record: int = _f(2, "attribute-score examples per painting (of 7)")
     describe_images: int = _f(4, "test images shown with attribute scores and a generated description")
     describe_max_new_tokens: int = _f(96, "length cap of each generated description")
+    # diffusion model (both fine-tunings and the reranking)
+    diffusion_model: str = _f("painter", "diffusion model to fine-tune: 'painter' (shipped tiny SD trained on "
+                              "SynthArt captions; prompts: SynthArt captions), 'tiny-random' (random-init tiny SD), "
+                              "or a pipeline folder")
+    guidance_scale: float = _f(3.0, "classifier-free guidance in sampling, training and reranking (the painter "
+                               "was trained for ~3)")
+    watch_judge: bool = _f(True, "also watch the shipped independent judge (tiny LLaVA scorer) on held-out prompts: "
+                           "reward up + judge down is flagged as reward hacking")
     # DDPO
     ddpo_epochs: int = _f(12, "DDPO epochs on the tiny diffusion model")
     ddpo_sample_steps: int = _f(10, "DDIM steps per sample")

@@ -25,7 +25,8 @@ _FROM_STEPS = {
     # the same numbers of each fine-tuning run, under its prefix
     **{f"{run}_{key}": (run, f"{run}_{key}") for run in ("ddpo", "reward_grad")
        for key in ("reward_first", "reward_last", "eval_reward_first", "eval_reward_last", "eval_change",
-                   "eval_change_se", "eval_improved_fraction", "watch_first", "watch_last", "samples_per_s")},
+                   "eval_change_se", "eval_improved_fraction", "watch_first", "watch_last", "samples_per_s",
+                   "judge_first", "judge_last", "judge_change", "judge_change_se", "reward_hacking")},
     **{f"rerank_{kind}_{phase}": ("rerank", f"rerank_{kind}_{phase}") for kind in ("mean", "best")
        for phase in RERANK_PHASES},
 }
@@ -34,7 +35,7 @@ _FROM_STEPS = {
 def build_summary(cfg: DemoConfig, done: dict[str, dict[str, Any]], run_s: float) -> dict[str, Any]:
     """Flat numbers of the run. ``total_s`` sums every step's time (across resumed runs too);
     ``run_s`` is this invocation's wall time."""
-    summary: dict[str, Any] = {key: done[step][field] for key, (step, field) in _FROM_STEPS.items()}
+    summary: dict[str, Any] = {key: done[step].get(field) for key, (step, field) in _FROM_STEPS.items()}
     summary["timings_s"] = {name: round(result["seconds"], 2) for name, result in done.items()}
     summary["cpu_s"] = {name: round(result.get("cpu_seconds", float("nan")), 2) for name, result in done.items()}
     summary["total_s"] = round(sum(r["seconds"] for r in done.values()), 2)
@@ -73,7 +74,14 @@ def _finetune_section(r: HtmlReport, out: Path, summary: dict[str, Any], run: st
         ["held-out prompts, artquant", summary[f"{run}_eval_reward_first"], summary[f"{run}_eval_reward_last"]],
         [f"held-out prompts, {watch} (hacking watch, never trained on)",
          summary[f"{run}_watch_first"], summary[f"{run}_watch_last"]],
+        *([["held-out prompts, judge (independent LLaVA scorer, never trained on)", summary[f"{run}_judge_first"],
+            summary[f"{run}_judge_last"]]] if summary.get(f"{run}_judge_first") is not None else []),
     ], header=["reward", "first epoch", "last epoch"])
+    if summary.get(f"{run}_judge_change") is not None:
+        verdict = ("REWARD HACKING: the trained reward rose while the independent judge fell"
+                   if summary.get(f"{run}_reward_hacking") else "no reward hacking flagged")
+        r.paragraph(f"Judge's paired held-out change: {summary[f'{run}_judge_change']:+.4f} ± "
+                    f"{summary[f'{run}_judge_change_se']:.4f} — {verdict}.")
     r.paragraph(f"Paired change of the held-out ArtQuant reward (same images' noise at both evaluations): "
                 f"{summary[f'{run}_eval_change']:+.4f} ± {summary[f'{run}_eval_change_se']:.4f} (standard error), "
                 f"{summary[f'{run}_eval_improved_fraction']:.0%} of the images higher.")
@@ -92,9 +100,11 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
     """``out/report.html``: every picture embedded, so the one file is the whole report."""
     r = HtmlReport("ArtQuant toolkit demo")
     rated = "" if cfg.rater == "overall" else f", scored by a rater who judges {cfg.rater.replace('_', ' ')} only"
+    model = ("the painter (a tiny Stable Diffusion trained on SynthArt captions)" if cfg.diffusion_model == "painter"
+             else "a tiny Stable Diffusion")
     r.paragraph(f"SynthArt data ({cfg.n_images} procedural paintings, seed {cfg.seed}{rated}) → scorer fine-tuned "
                 f"({cfg.scorer_tasks}) → evaluated on the held-out test split → used as the reward of DDPO and of "
-                f"reward-gradient fine-tuning on a tiny Stable Diffusion → best-of-{cfg.rerank_n} reranking before "
+                f"reward-gradient fine-tuning of {model} → best-of-{cfg.rerank_n} reranking before "
                 f"and after. Total "
                 f"{summary['total_s']:.0f} s of compute.")
     if "FALLBACK" in summary["scorer_source"]:
@@ -127,9 +137,14 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
 
     r.heading("3. DDPO against the fine-tuned scorer")
     _finetune_section(r, out, summary, "ddpo", "DDPO")
-    r.paragraph("On this random-init tiny diffusion model DDPO updates of a few samples raise simple rewards such "
-                "as brightness, but not the ArtQuant reward: that takes about 512 samples per update "
-                "(configs/ddpo_tiny_artquant.yaml, README: Alignment). The reward's gradient does better, below.")
+    if cfg.diffusion_model == "tiny-random":
+        r.paragraph("On the random-init tiny diffusion model DDPO updates of a few samples raise simple rewards such "
+                    "as brightness, but not the ArtQuant reward: that takes about 512 samples per update "
+                    "(configs/ddpo_tiny_artquant.yaml, README: Alignment). The reward's gradient does better, below.")
+    else:
+        r.paragraph("DDPO's score-function gradient needs many samples per update; the demo's few-sample epochs "
+                    "show the mechanics, configs/ddpo_painter.yaml the full effect. The reward's gradient, below, "
+                    "moves the paintings within a minute.")
     r.heading("4. Reward-gradient fine-tuning (DRaFT-K) against the same scorer")
     r.paragraph(f"The scorer is differentiable, so the reward's gradient flows through the VAE decode and the last "
                 f"{cfg.reward_grad_backprop_steps} denoising steps into the LoRA: "

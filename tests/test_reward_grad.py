@@ -294,3 +294,23 @@ def test_accelerate_launch_two_cpu_processes(tiny_sd, tmp_path):
     assert all(r["reward_min"] < r["reward_max"] for r in rows)
     assert all(r["samples_per_s"] > 0 for r in rows)
     assert (out / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_ddpo_and_reward_grad_evaluate_the_same_held_out_noise(tiny_sd, tmp_path):
+    """Same seed, same base model: their first evaluations score identical images, whatever their batch sizes."""
+    from alignment import DDPOConfig, DDPOTrainer
+    from alignment.eval_scores import load_eval_scores
+
+    shared = dict(pretrained_model=tiny_sd, num_epochs=1, sample_num_steps=3, eval_every=1, seed=3,
+                  eval_prompts=["a painting of a horse", "a boat on the sea", "a red apple"], eval_num_per_prompt=3,
+                  prompts=["a painting of a cat"], reward="brightness", sample_eta=1.0)
+    RewardGradTrainer(RewardGradConfig(output_dir=str(tmp_path / "rg"), truncated_backprop_steps=1,
+                                       train_steps_per_epoch=1, train_batch_size=1, **shared)).train()
+    DDPOTrainer(DDPOConfig(output_dir=str(tmp_path / "ddpo"), sample_batch_size=2, sample_num_batches_per_epoch=1,
+                           train_batch_size=2, **shared)).train()
+    rg = load_eval_scores(tmp_path / "rg" / "eval" / "epoch_0000.json")
+    ddpo = load_eval_scores(tmp_path / "ddpo" / "eval" / "epoch_0000.json")
+    assert rg["prompts"] == ddpo["prompts"] and len(rg["prompts"]) == 9
+    torch.testing.assert_close(torch.tensor(rg["scores"]["brightness"]), torch.tensor(ddpo["scores"]["brightness"]),
+                               rtol=1e-5, atol=1e-6)
+    assert len(set(rg["scores"]["brightness"])) == 9  # distinct noise per image
