@@ -235,16 +235,30 @@ def level_probs_to_score(probs: Any, scale: LevelScale = APDD_SCALE) -> Any:
     return np.asarray(probs, dtype=np.float64) @ np.asarray(scale.anchors)
 
 
+def expected_score_and_spread(probs: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected score ``mu = sum_i p_i a_i`` and spread ``sqrt(sum_i p_i (a_i - mu)^2)`` over the last axis.
+
+    The one rule of the toolkit (scorer read-out, training losses, :func:`level_probs_to_std`):
+    rows are renormalised to sum to 1, and a zero variance gives a spread of exactly 0 with a
+    finite (zero) gradient — ``sqrt`` has an infinite slope at 0, so zero variances are routed
+    around it. Differentiable; computed in ``probs``' dtype.
+    """
+    p = probs / probs.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+    anchors = anchors.to(device=p.device, dtype=p.dtype)
+    mu = (p * anchors).sum(dim=-1)
+    var = (p * (anchors - mu.unsqueeze(-1)) ** 2).sum(dim=-1).clamp_min(0.0)
+    positive = var > 0
+    spread = torch.where(positive, torch.sqrt(torch.where(positive, var, torch.ones_like(var))), torch.zeros_like(var))
+    return mu, spread
+
+
 def level_probs_to_std(probs: Any, scale: LevelScale = APDD_SCALE) -> Any:
     """Spread ``sqrt(sum_i p_i (a_i - mu)^2)`` with ``mu`` the expected score (a confidence)."""
-    mean = level_probs_to_score(probs, scale)
     if isinstance(probs, torch.Tensor):
-        anchors = torch.tensor(scale.anchors, dtype=mean.dtype, device=probs.device)
-        var = (probs * (anchors - mean.unsqueeze(-1)) ** 2).sum(dim=-1).clamp_min(0.0)
-        positive = var > 0
-        # sqrt has an infinite slope at 0: route zero variances around it so gradients stay finite.
-        return torch.where(positive, torch.sqrt(torch.where(positive, var, torch.ones_like(var))),
-                           torch.zeros_like(var))
+        _check_probs(probs, scale)
+        dtype = probs.dtype if probs.is_floating_point() else torch.float32
+        return expected_score_and_spread(probs.to(dtype), torch.tensor(scale.anchors, dtype=dtype))[1]
+    mean = level_probs_to_score(probs, scale)
     probs = np.asarray(probs, dtype=np.float64)
     var = np.einsum("...l,...l->...", probs, (np.asarray(scale.anchors) - np.asarray(mean)[..., None]) ** 2)
     return np.sqrt(np.maximum(var, 0.0))

@@ -18,6 +18,7 @@ from torch import nn
 
 from artquant_core._scorer_defaults import (ANSWER_PREFIX, APDD_SCALE, ASPECTS,
                                             DESCRIPTION_QUESTIONS, SCORE_QUESTIONS, attribute_prompt)
+from artquant_core.levels import expected_score_and_spread
 from artquant_core.patch_embed import use_linear_patch_embed
 from artquant_core.vlm_families import FamilyAdapter, adapter_for
 from artquant_core.vlm_preprocess import prepare_images
@@ -181,10 +182,8 @@ class ArtQuantScorer(nn.Module):
         logits = next_token_logits[:, ids.to(next_token_logits.device)]
         # float32 at least (bf16 logits), float64 kept: gradient checks need it end to end.
         probs = torch.softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=-1)
-        anchors = self.anchors.to(device=probs.device, dtype=probs.dtype)
-        score = probs @ anchors
-        var = (probs * (anchors[None, :] - score[:, None]) ** 2).sum(-1)
-        return ScoreOutput(score=score, level_probs=probs, std=var.clamp_min(1e-12).sqrt())
+        score, std = expected_score_and_spread(probs, self.anchors)
+        return ScoreOutput(score=score, level_probs=probs, std=std)
 
     def forward(self, **batch):
         """The HF model's output (``.logits``, ``.loss`` when ``labels`` are given)."""

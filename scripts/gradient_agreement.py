@@ -123,11 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompts", default=None, help="a prompt file (one a line; default: the trainers' prompts), "
+                        "e.g. configs/prompts/painter_train.txt with --pretrained_model painter")
     parser.add_argument("--out", default=None, help="folder for gradient_agreement.json (and the tiny SD)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    from alignment.prompts import load_prompts
+
+    prompts = load_prompts(args.prompts, "--prompts") if args.prompts else None
     result = gradient_agreement(args.reward, args.pretrained_model, args.n, args.batch_size, args.num_steps, args.eta,
-                                args.guidance_scale, args.resolution, seed=args.seed,
+                                args.guidance_scale, args.resolution, seed=args.seed, prompts=prompts,
                                 cache_dir=args.out or "runs/gradient_agreement")
     print(f"{args.reward}: n = {args.n}, reward {result['reward_mean']:.4f} ± {result['reward_std']:.4f} "
           f"({time.perf_counter() - start:.0f} s)")

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("scorer_test_srcc", "baseline_test_srcc", "ddpo_reward_first", "ddpo_reward_last", "total_s",
-            "ceiling_srcc")
+            "ceiling_srcc", "ddpo_judge_first", "ddpo_judge_last", "reward_grad_judge_first", "reward_grad_judge_last")
 STEP_NAMES = ("data", "pretrained_eval", "finetune", "evaluate", "tiny_sd", "ddpo", "reward_grad", "rerank")
 
 
@@ -40,7 +40,8 @@ def test_quick_summary_has_the_contract_keys_and_sane_values(quick_run):
     assert 0.5 < summary["ceiling_srcc"] <= 1.0
     for key in ("ddpo_reward_first", "ddpo_reward_last", "reward_grad_reward_first", "reward_grad_reward_last",
                 "reward_grad_eval_reward_last", "rerank_mean_before", "rerank_best_after",
-                "rerank_best_after_reward_grad", "reward_grad_eval_improved_fraction"):
+                "rerank_best_after_reward_grad", "reward_grad_eval_improved_fraction", "ddpo_judge_first",
+                "reward_grad_judge_last"):
         assert 0.0 <= summary[key] <= 1.0, key  # ArtQuantReward is normalised to [0, 1]
     # the paired change is the difference of the two held-out means (same images)
     for run in ("ddpo", "reward_grad"):
@@ -49,6 +50,8 @@ def test_quick_summary_has_the_contract_keys_and_sane_values(quick_run):
     # best-of-N never picks below the mean of its candidates
     for phase in ("before", "after", "after_reward_grad"):
         assert summary[f"rerank_best_{phase}"] >= summary[f"rerank_mean_{phase}"] - 1e-9, phase
+    assert summary["settings"]["diffusion_model"] == "painter"  # the shipped painter by default
+    assert summary["ddpo_reward_hacking"] in (True, False)
     assert set(summary["timings_s"]) == set(STEP_NAMES)
     assert summary["total_s"] == pytest.approx(sum(summary["timings_s"].values()), abs=0.1)
     # every step printed its one-line summary, then the final line

@@ -171,3 +171,23 @@ def test_probs_to_score_and_std_torch_differentiable():
     np.testing.assert_allclose(level_probs_to_std(probs.detach().numpy(), APDD_SCALE), [0.0, 4.5])
     with pytest.raises(ValueError, match="must have 5 columns"):
         level_probs_to_score(np.ones((2, 4)) / 4, APDD_SCALE)
+
+
+def test_one_rule_for_score_and_spread_everywhere():
+    """Scorer read-out, training loss and level_probs_to_std agree, zero variance included (spread 0, finite grad)."""
+    import torch
+
+    from artquant_core.levels import expected_score_and_spread, level_probs_to_std
+    from artquant_core.training.losses import expected_score
+
+    anchors = torch.tensor(APDD_SCALE.anchors, dtype=torch.float64)
+    probs = torch.tensor([[0, 0, 1.0, 0, 0], [0.1, 0.2, 0.4, 0.2, 0.1]], dtype=torch.float64, requires_grad=True)
+    mu, spread = expected_score_and_spread(probs, anchors)
+    assert spread[0].item() == 0.0 and mu[0].item() == APDD_SCALE.anchors[2]
+    spread.sum().backward()
+    assert torch.isfinite(probs.grad).all()
+    for other in (expected_score(probs, anchors), (mu, level_probs_to_std(probs, APDD_SCALE))):
+        torch.testing.assert_close(other[0], mu)
+        torch.testing.assert_close(other[1], spread)
+    numpy_spread = level_probs_to_std(probs.detach().numpy(), APDD_SCALE)
+    assert abs(numpy_spread[1] - spread[1].item()) < 1e-12 and numpy_spread[0] == 0.0

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from artquant_core.levels import expected_score_and_spread
+
 IGNORE_INDEX = -100
 
 
@@ -73,12 +75,9 @@ def level_kl_loss(level_logits: torch.Tensor, target_probs: torch.Tensor, level_
 
 
 def expected_score(level_probs: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score (expectation) and spread (standard deviation) of level distributions ``(N, L)``."""
-    p = level_probs / level_probs.sum(-1, keepdim=True).clamp_min(1e-12)
-    anchors = anchors.to(p)
-    mu = (p * anchors).sum(-1)
-    var = (p * (anchors - mu[:, None]) ** 2).sum(-1)
-    return mu, var.clamp_min(1e-12).sqrt()
+    """Score (expectation) and spread (standard deviation) of level distributions ``(N, L)``
+    (:func:`artquant_core.levels.expected_score_and_spread`)."""
+    return expected_score_and_spread(level_probs, anchors)
 
 
 def thurstone_prob(mu_a: torch.Tensor, mu_b: torch.Tensor, sigma_a: torch.Tensor | float = 1.0,
