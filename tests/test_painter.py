@@ -181,3 +181,28 @@ def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scripts.cli", "tiny-sd", "--out", str(tmp_path / "cli")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and (tmp_path / "cli" / "model_index.json").is_file()
+
+
+@needs_painter
+def test_a_painter_run_saves_a_lora_that_diffusers_loads(tmp_path):
+    """DDPO on the shipped painter (pretrained_model 'painter'), then StableDiffusionPipeline.load_lora_weights."""
+    from diffusers import StableDiffusionPipeline
+
+    from alignment import DDPOConfig, DDPOTrainer
+    from artquant_core.checkpoint import latest_checkpoint
+    from artquant_core.synthart.captions import painter_prompts
+
+    train, held_out = painter_prompts(8, 2)
+    cfg = DDPOConfig(pretrained_model="painter", reward="brightness", prompts=train, eval_prompts=held_out,
+                     eval_rewards=["saturation"], output_dir=str(tmp_path / "run"), num_epochs=1, sample_num_steps=2,
+                     sample_batch_size=2, sample_num_batches_per_epoch=1, train_batch_size=2, guidance_scale=3.0,
+                     eval_every=1, eval_num_per_prompt=1, learning_rate=1e-2)
+    DDPOTrainer(cfg).train()
+    assert (tmp_path / "run" / "painter" / "model_index.json").is_file()  # copied into the run folder once
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "run" / "painter")
+    before = pipe(held_out[:1], num_inference_steps=2, output_type="np",
+                  generator=torch.Generator().manual_seed(0)).images
+    pipe.load_lora_weights(str(latest_checkpoint(tmp_path / "run")))
+    after = pipe(held_out[:1], num_inference_steps=2, output_type="np",
+                 generator=torch.Generator().manual_seed(0)).images
+    assert np.abs(after - before).max() > 1e-4  # the adapter is loaded and changes the painting
