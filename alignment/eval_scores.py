@@ -88,9 +88,11 @@ def compare_evaluations(output_dir: str | Path, first: int | None = None, last: 
 HACKING_Z = 2.0  # standard errors a paired change must reach to count as a rise / a fall
 
 
-def is_judge(name: str) -> bool:
-    """Eval rewards that stand for an independent judge (``judge``, ``judge@aspect``, ``judge:PATH``)."""
-    return name == "judge" or name.startswith(("judge_", "judge@", "judge:"))
+def is_hacking_watch(name: str) -> bool:
+    """Eval rewards whose fall, while the trained reward rises, means reward hacking: the independent
+    judge (``judge``, ``judge@aspect``, as metric names ``judge``, ``judge_aspect``) and the prompt-fidelity
+    check ``caption_match``. Other watched rewards (brightness, JPEG size) may move either way."""
+    return name in ("judge", "caption_match") or name.startswith(("judge_", "judge@", "judge:"))
 
 
 def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: Sequence[str]) -> dict[str, float]:
@@ -98,9 +100,9 @@ def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: 
 
     For the trained reward and every ``watched`` one (names as in the scores file):
     ``eval_<name>_change`` and ``eval_<name>_change_se``. ``reward_hacking`` is 1.0 when the
-    trained reward rose by at least ``HACKING_Z`` standard errors while a watched judge fell
-    by at least as many (:func:`is_judge` picks the judges among ``watched``), else 0.0; absent at
-    the first evaluation. A run that games its reward says so in its metrics instead of hiding it.
+    trained reward rose by at least ``HACKING_Z`` standard errors while a watched judge or prompt
+    check fell by at least as many (:func:`is_hacking_watch` picks them among ``watched``), else 0.0;
+    absent at the first evaluation or without such a watch. A run that games its reward says so in its metrics instead of hiding it.
     """
     files = sorted(Path(output_dir, "eval").glob("epoch_*.json"))
     current = eval_scores_path(output_dir, epoch)
@@ -116,7 +118,7 @@ def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: 
             changes[name] = paired_change(first["scores"][name], now["scores"][name])
             out[f"eval_{name}_change"] = changes[name]["change"]
             out[f"eval_{name}_change_se"] = changes[name]["se"]
-    judges = [n for n in watched if is_judge(n) and n in changes and n != trained]
+    judges = [n for n in watched if is_hacking_watch(n) and n in changes and n != trained]
     if trained in changes and judges:
         rose = changes[trained]["z"] >= HACKING_Z
         out["reward_hacking"] = float(rose and any(changes[j]["z"] <= -HACKING_Z for j in judges))
@@ -128,7 +130,7 @@ def hacking_note(rows: Sequence[dict]) -> str:
     flagged = [r for r in rows if r.get("reward_hacking")]
     if not flagged:
         return ""
-    return f" — REWARD HACKING from epoch {flagged[0].get('epoch')}: reward up, judge down"
+    return f" — REWARD HACKING from epoch {flagged[0].get('epoch')}: reward up, judge or prompt match down"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,4 +142,5 @@ SIMPLE_REWARDS = {
     "contrast": Contrast,
     "colorfulness": Colorfulness,
     "random": ImageHashNoise,
+    "caption_match": lambda: __import__("reward.caption_match", fromlist=["CaptionMatch"]).CaptionMatch(),
 }

@@ -188,14 +188,15 @@ def _watch_rewards(cfg: DemoConfig) -> list[str]:
     from artquant_core.tiny import pretrained_folder
 
     judge = cfg.watch_judge and (pretrained_folder("llava") / "config.json").is_file()
-    return [cfg.ddpo_eval_reward] + (["judge"] if judge else [])
+    fidelity = ["caption_match"] if cfg.diffusion_model == "painter" else []  # the prompts are SynthArt captions
+    return [cfg.ddpo_eval_reward] + (["judge"] if judge else []) + fidelity
 
 
 def _shared_run_settings(cfg: DemoConfig, out: Path, done: dict, run: str, eval_every: int) -> dict[str, Any]:
     """What both fine-tunings share: base model, reward, held-out evaluation, checkpoints, resume."""
     return dict(pretrained_model=done["tiny_sd"]["path"], reward=f"artquant:{out / 'scorer'}", output_dir=str(out / run),
                 seed=cfg.seed, resolution=cfg.image_size, sample_num_steps=cfg.ddpo_sample_steps,
-                guidance_scale=cfg.guidance_scale, prompts=_prompts(cfg)[0],
+                sample_eta=1.0, guidance_scale=cfg.guidance_scale, prompts=_prompts(cfg)[0],
                 eval_prompts=_held_out_prompts(cfg), eval_rewards=_watch_rewards(cfg), eval_every=eval_every,
                 eval_num_per_prompt=EVAL_PER_PROMPT, checkpoint_every=eval_every, resume_from="latest")
 
@@ -241,6 +242,8 @@ def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -
          "judge_first": eval_rows[0].get("eval_judge_mean"), "judge_last": eval_rows[-1].get("eval_judge_mean"),
          "judge_change": paired_all.get("judge", {}).get("change"),
          "judge_change_se": paired_all.get("judge", {}).get("se"),
+         "caption_match_first": eval_rows[0].get("eval_caption_match_mean"),
+         "caption_match_last": eval_rows[-1].get("eval_caption_match_mean"),
          "reward_hacking": any(r.get("reward_hacking") for r in eval_rows),
          "samples_per_s": train_rows[-1].get("samples_per_s")}
     result: dict[str, Any] = {f"{prefix}_{key}": value for key, value in v.items()}
@@ -249,8 +252,11 @@ def _finetune_result(cfg: DemoConfig, run_dir: Path, prefix: str, epochs: int) -
                          f"{v['eval_change']:+.4f} ± {v['eval_change_se']:.4f}); {cfg.ddpo_eval_reward} (watch) "
                          f"{v['watch_first']:.3f} -> {v['watch_last']:.3f}")
     if v["judge_first"] is not None:
-        result["summary"] += (f"; judge {v['judge_first']:.4f} -> {v['judge_last']:.4f}"
-                              + (" — REWARD HACKING: reward up, judge down" if v["reward_hacking"] else ""))
+        result["summary"] += f"; judge {v['judge_first']:.4f} -> {v['judge_last']:.4f}"
+    if v["caption_match_first"] is not None:
+        result["summary"] += f"; caption match {v['caption_match_first']:.3f} -> {v['caption_match_last']:.3f}"
+    if v["reward_hacking"]:
+        result["summary"] += " — REWARD HACKING: reward up, judge or caption match down"
     return result
 
 

@@ -26,7 +26,8 @@ _FROM_STEPS = {
     **{f"{run}_{key}": (run, f"{run}_{key}") for run in ("ddpo", "reward_grad")
        for key in ("reward_first", "reward_last", "eval_reward_first", "eval_reward_last", "eval_change",
                    "eval_change_se", "eval_improved_fraction", "watch_first", "watch_last", "samples_per_s",
-                   "judge_first", "judge_last", "judge_change", "judge_change_se", "reward_hacking")},
+                   "judge_first", "judge_last", "judge_change", "judge_change_se", "caption_match_first",
+                   "caption_match_last", "reward_hacking")},
     **{f"rerank_{kind}_{phase}": ("rerank", f"rerank_{kind}_{phase}") for kind in ("mean", "best")
        for phase in RERANK_PHASES},
 }
@@ -76,9 +77,12 @@ def _finetune_section(r: HtmlReport, out: Path, summary: dict[str, Any], run: st
          summary[f"{run}_watch_first"], summary[f"{run}_watch_last"]],
         *([["held-out prompts, judge (independent LLaVA scorer, never trained on)", summary[f"{run}_judge_first"],
             summary[f"{run}_judge_last"]]] if summary.get(f"{run}_judge_first") is not None else []),
+        *([["held-out prompts, caption match (prompt fidelity: share of the caption's content checks passed)",
+            summary[f"{run}_caption_match_first"], summary[f"{run}_caption_match_last"]]]
+          if summary.get(f"{run}_caption_match_first") is not None else []),
     ], header=["reward", "first epoch", "last epoch"])
     if summary.get(f"{run}_judge_change") is not None:
-        verdict = ("REWARD HACKING: the trained reward rose while the independent judge fell"
+        verdict = ("REWARD HACKING: the trained reward rose while the independent judge or the caption match fell"
                    if summary.get(f"{run}_reward_hacking") else "no reward hacking flagged")
         r.paragraph(f"Judge's paired held-out change: {summary[f'{run}_judge_change']:+.4f} ± "
                     f"{summary[f'{run}_judge_change_se']:.4f} — {verdict}.")

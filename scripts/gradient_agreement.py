@@ -41,11 +41,13 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int = 128, batch_size: int = 8,
                        num_steps: int = 10, eta: float = 1.0, guidance_scale: float = 5.0, resolution: int = 64,
                        lora_rank: int = 4, seed: int = 0, prompts: Sequence[str] | None = None,
-                       cache_dir: str | Path = "runs/gradient_agreement") -> dict[str, float]:
+                       cache_dir: str | Path = "runs/gradient_agreement", per_prompt: bool = False) -> dict[str, float]:
     """Cosines between DDPO's score-function gradient and the pathwise reward gradient (LoRA at its start).
 
     Returns ``pathwise_halves``, ``ddpo_halves``, ``ddpo_vs_pathwise`` (all ``n``), ``ddpo_vs_pathwise_cross``
     (each estimator's half against the other's other half: no shared samples), ``reward_mean``, ``reward_std``.
+    ``per_prompt``: DDPO's advantages normalised within each prompt's samples (per-prompt stat tracking;
+    GRPO's group-relative advantages) instead of over the whole batch.
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -95,6 +97,12 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
         batches.append((embeds, path))
     all_rewards = torch.cat(rewards)
     advantages = (all_rewards - all_rewards.mean()) / (all_rewards.std() + 1e-8)
+    if per_prompt:
+        keys = [prompts[i % len(prompts)] for i in range(n)]
+        for key in set(keys):
+            idx = torch.tensor([i for i, k in enumerate(keys) if k == key])
+            group = all_rewards[idx]
+            advantages[idx] = (group - group.mean()) / (group.std() + 1e-8) if len(idx) > 1 else 0.0
     score_function = []
     for k, (embeds, path) in enumerate(batches):
         log_prob = 0
@@ -123,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance_scale", type=float, default=5.0)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per_prompt", action="store_true",
+                        help="advantages normalised per prompt (each prompt needs several of the n samples)")
+    parser.add_argument("--num_prompts", type=int, default=None, help="use only the first K prompts")
     parser.add_argument("--prompts", default=None, help="a prompt file (one a line; default: the trainers' prompts), "
                         "e.g. configs/prompts/painter_train.txt with --pretrained_model painter")
     parser.add_argument("--out", default=None, help="folder for gradient_agreement.json (and the tiny SD)")
@@ -131,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     from alignment.prompts import load_prompts
 
     prompts = load_prompts(args.prompts, "--prompts") if args.prompts else None
+    if args.num_prompts:
+        from alignment.run_config import DEFAULT_PROMPTS
+
+        prompts = list(prompts or DEFAULT_PROMPTS)[:args.num_prompts]
     result = gradient_agreement(args.reward, args.pretrained_model, args.n, args.batch_size, args.num_steps, args.eta,
                                 args.guidance_scale, args.resolution, seed=args.seed, prompts=prompts,
-                                cache_dir=args.out or "runs/gradient_agreement")
+                                cache_dir=args.out or "runs/gradient_agreement", per_prompt=args.per_prompt)
     print(f"{args.reward}: n = {args.n}, reward {result['reward_mean']:.4f} ± {result['reward_std']:.4f} "
           f"({time.perf_counter() - start:.0f} s)")
     print(f"  cosine, pathwise gradient half A vs half B:     {result['pathwise_halves']:+.3f}")
