@@ -109,7 +109,7 @@ def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: 
     if not files or files[0] == current or not current.is_file():
         return {}
     first, now = load_eval_scores(files[0]), load_eval_scores(current)
-    if first["prompts"] != now["prompts"]:
+    if first["prompts"] != now["prompts"] or len(now["prompts"]) < 2:  # no paired statistics from one image
         return {}
     out: dict[str, float] = {}
     changes = {}
