@@ -75,7 +75,8 @@ class DemoConfig:
     ddpo_eval_reward: str = _f("jpeg_compressibility", "extra reward watched on held-out prompts (reward hacking)")
     # reward-gradient fine-tuning (DRaFT-K): same scorer, same held-out prompts and watched reward as DDPO
     reward_grad_epochs: int = _f(40, "reward-gradient epochs (2 updates of 2 x 2 samples each)")
-    reward_grad_learning_rate: float = _f(5e-3, "LoRA learning rate of the reward-gradient fine-tuning")
+    reward_grad_learning_rate: float = _f(1e-3, "LoRA learning rate of the reward-gradient fine-tuning (5e-3 collapses "
+                                         "the painter to one empty landscape within 40 epochs: reward hacking)")
     reward_grad_backprop_steps: int = _f(2, "K of DRaFT-K: denoising steps the reward's gradient flows through")
     reward_grad_eval_every: int = _f(10, "reward-gradient: evaluate on held-out prompts every N epochs (and at the "
                                          "end)")
