@@ -103,10 +103,19 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
-def config_help(config_cls: type, command: str) -> str:
-    """``--help`` text of a config-driven command: every field with its documented help."""
-    lines = [f"usage: artquant {command} [--config YAML] [--key value ...]", "", "keys:"]
+def config_help(config_cls: type, command: str, extra_usage: str = "") -> str:
+    """``--help`` text of a config-driven command: every field with its type, default and documented help."""
+    lines = [f"usage: artquant {command} {extra_usage}[--config YAML] [--key value ...]", "", "keys:"]
     for f in dataclasses.fields(config_cls):
-        if f.init:
-            lines.append(f"  --{f.name:<34} {f.metadata.get('help', '')}")
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = "(required)"
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        lines.append(f"  --{f.name} ({kind}, default {default!r})")
+        lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)

@@ -34,7 +34,8 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryEr
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
-    return f"usage: artquant <command> [options]\n\ncommands:\n{rows}\n"
+    return (f"usage: artquant <command> [options]    (artquant --version; artquant <command> --help)\n\n"
+            f"commands:\n{rows}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(), end="")
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"artquant {version('artquant-toolkit')}")
+        except PackageNotFoundError:
+            print("artquant (not installed as a package)")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         import difflib

@@ -373,6 +373,12 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        from artquant_core.config import config_help
+        from scripts.demo_config import DemoConfig as _Config
+
+        print(config_help(_Config, "demo", extra_usage="--out DIR [--quick] "))
+        return 0
     cfg = parse_demo_args(argv)
     _quiet_libraries()
     run_demo(cfg)

@@ -206,3 +206,13 @@ def test_a_painter_run_saves_a_lora_that_diffusers_loads(tmp_path):
     after = pipe(held_out[:1], num_inference_steps=2, output_type="np",
                  generator=torch.Generator().manual_seed(0)).images
     assert np.abs(after - before).max() > 1e-4  # the adapter is loaded and changes the painting
+
+
+def test_cli_version_and_demo_help():
+    version = subprocess.run([sys.executable, "-m", "scripts.cli", "--version"], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert version.returncode == 0 and version.stdout.startswith("artquant ")
+    help_ = subprocess.run([sys.executable, "-m", "scripts.cli", "demo", "--help"], cwd=ROOT, capture_output=True,
+                           text=True)
+    assert help_.returncode == 0, help_.stderr
+    assert "--diffusion_model (str, default 'painter')" in help_.stdout and "--watch_judge" in help_.stdout
