@@ -126,11 +126,11 @@ def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: 
 
 
 def hacking_note(rows: Sequence[dict]) -> str:
-    """`` — reward hacking from epoch N: ...`` for a curve title, or '' when no row flagged it."""
+    """A second title line ``REWARD HACKING from epoch N: ...`` for a curve, or '' when no row flagged it."""
     flagged = [r for r in rows if r.get("reward_hacking")]
     if not flagged:
         return ""
-    return f" — REWARD HACKING from epoch {flagged[0].get('epoch')}: reward up, judge or prompt match down"
+    return f"\nREWARD HACKING from epoch {flagged[0].get('epoch')} (reward up, a hacking watch down)"
 
 
 def main(argv: list[str] | None = None) -> int:
