@@ -90,6 +90,10 @@ def _resume_stage(stage_dir: Path, modules: dict[str, torch.nn.Module], optimize
     return int(state["step"]), state
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def _to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1], the VAE's input range."""
     return images_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -108,17 +112,18 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_di
     stage_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     step, _ = _resume_stage(stage_dir, {"vae": vae}, optimizer)
+    device = _device_of(vae)
     vae.train()
     start, window = time.time(), []
     while step < cfg.steps:
         gen = _step_generator(cfg.seed, step)
         idx = torch.randint(len(images_uint8), (cfg.batch_size,), generator=gen)
-        x = _to_unit(images_uint8[idx])
+        x = _to_unit(images_uint8[idx]).to(device)
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, cfg)
         with _autocast(cfg.bf16):
             posterior = vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen).to(device)
             recon = vae.decode(z).sample.float()
         mse, l1 = F.mse_loss(recon, x), F.l1_loss(recon, x)
         loss = mse + l1 + gradient_weight * image_gradient_loss(recon, x) + kl_weight * posterior.kl().mean()
@@ -149,9 +154,9 @@ def encode_images(vae, images_uint8: torch.Tensor, batch_size: int = 256, bf16: 
     means, stds = [], []
     for i in range(0, len(images_uint8), batch_size):
         with _autocast(bf16):
-            dist = vae.encode(_to_unit(images_uint8[i:i + batch_size])).latent_dist
-        means.append(dist.mean.float())
-        stds.append(dist.std.float())
+            dist = vae.encode(_to_unit(images_uint8[i:i + batch_size]).to(_device_of(vae))).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
     return torch.cat(means), torch.cat(stds)
 
 
@@ -166,6 +171,7 @@ def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
     m = latent_means.mean(dim=(0, 2, 3))
     s = latent_means.std(dim=(0, 2, 3)).clamp_min(1e-4)
     c = m.numel()
+    m, s = m.to(vae.quant_conv.weight.device), s.to(vae.quant_conv.weight.device)
     q = vae.quant_conv
     q.weight[:c] /= s.view(c, 1, 1, 1)
     q.bias[:c] = (q.bias[:c] - m) / s
@@ -180,7 +186,7 @@ def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
 def _encode_prompts(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
-    return text_encoder(ids)[0]
+    return text_encoder(ids.to(_device_of(text_encoder)))[0]
 
 
 def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent_stds: torch.Tensor,
@@ -196,8 +202,9 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
     step, state = _resume_stage(stage_dir, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema},
                                 optimizer)
+    device = _device_of(unet)
     alphas_cumprod = scheduler.alphas_cumprod.float()
-    snr = alphas_cumprod / (1 - alphas_cumprod)
+    snr = (alphas_cumprod / (1 - alphas_cumprod)).to(device)
     unet.train()
     text_encoder.train()
     start, window = time.time(), list(state.get("recent_losses", []))
@@ -209,7 +216,8 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
         batch_captions = ["" if d else captions[int(i)] for i, d in zip(idx, drop)]
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, len(alphas_cumprod), (cfg.batch_size,), generator=gen)
-        noisy = scheduler.add_noise(latents, noise, t)
+        noisy = scheduler.add_noise(latents, noise, t).to(device)  # drawn on the CPU: the same run on any device
+        noise, t = noise.to(device), t.to(device)
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, cfg)
         with _autocast(cfg.bf16):

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write OUT/painter_preview from the latest UNet checkpoint (EMA) and exit; safe beside "
                              "a running training")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--ship", action="store_true", help="copy the painter into the package")
     args = parser.parse_args(argv)
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     images, captions = make_painter_data(out / "data", args.n_images, args.data_seed, arch.resolution)
 
     # 2. VAE, then latent normalisation and the encoded data set
-    pipe = tiny_sd_pipeline(arch, seed=0)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = tiny_sd_pipeline(arch, seed=0).to(device)
     vae_cfg = pt.PainterStageConfig(steps=args.vae_steps, batch_size=args.vae_batch, learning_rate=args.vae_lr,
                                     seed=1, bf16=bf16, checkpoint_every=args.checkpoint_every,
                                     stop_at_step=args.stop_at_step)
@@ -124,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         means, _ = pt.encode_images(pipe.vae, images[:2048], bf16=bf16)
         stats = pt.normalise_latents(pipe.vae, means)
         log({"stage": "vae_normalise", **stats})
-        pipe.vae.save_pretrained(out / "vae", safe_serialization=True)
-    vae = AutoencoderKL.from_pretrained(out / "vae").eval()
+        pipe.vae.to("cpu").save_pretrained(out / "vae", safe_serialization=True)
+    vae = AutoencoderKL.from_pretrained(out / "vae").eval().to(device)
     if not latents_file.is_file():
         from safetensors.torch import save_file
 
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. assemble and save (EMA UNet, trained text encoder, normalised VAE)
     pipe.unet.load_state_dict(ema.state_dict())
+    pipe.to("cpu")
+    vae = vae.to("cpu")
     # stored in float16 (13 MB instead of 26: the package stays under 30 MB); from_pretrained loads it as float32
     pipe.unet.to(torch.float16)
     pipe.register_modules(vae=vae)
