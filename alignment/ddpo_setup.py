@@ -167,14 +167,15 @@ class DDPOSetup:
             return
         release_memory()
         own = f"eval_{metric_name(self.reward.name)}_mean"
+        note = hacking_note(self.tracker.rows())  # read metrics.jsonl once for both curves
         self.tracker.plot("reward_curve.png", "epoch", ["reward_mean", own],
-                          title=f"DDPO reward {self.reward.name} (mean ± std)" + hacking_note(self.tracker.rows()),
+                          title=f"DDPO reward {self.reward.name} (mean ± std)" + note,
                           std_suffix="_std", ylabel="reward")
         others = [f"eval_{metric_name(r.name)}_mean" for r in self.eval_rewards]
         others = [k for k in dict.fromkeys(others) if k != own]
         if others:
             self.tracker.plot("eval_rewards_curve.png", "epoch", others, std_suffix="_std",
-                              title="held-out rewards (not trained on)" + hacking_note(self.tracker.rows()),
+                              title="held-out rewards (not trained on)" + note,
                               ylabel="reward")
 
     def save_eval_grid(self, images: torch.Tensor, captions: list[str], epoch: int) -> None:

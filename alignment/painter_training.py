@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -248,7 +248,3 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
     text_encoder.eval()
     return {"steps": step, "complete": step >= cfg.steps,
             "final_noise_mse": round(sum(window) / max(1, len(window)), 5)}, ema
-
-
-def stage_config_dict(cfg: PainterStageConfig) -> dict:
-    return asdict(cfg)

@@ -268,10 +268,11 @@ class RewardGradTrainer:
 
         def log(row: dict[str, Any], step: int) -> dict[str, Any]:
             tracker.log(row, step)
-            keys = ["reward_mean"] + sorted({k for r in tracker.rows() for k in r
+            rows = tracker.rows()
+            keys = ["reward_mean"] + sorted({k for r in rows for k in r
                                              if k.startswith("eval_") and k.endswith("_mean")})
             tracker.plot("reward_curve.png", "epoch", keys,
-                         title="reward-gradient fine-tuning (mean ± std)" + hacking_note(tracker.rows()),
+                         title="reward-gradient fine-tuning (mean ± std)" + hacking_note(rows),
                          std_suffix="_std", ylabel="reward")
             return row
 

@@ -99,7 +99,8 @@ PAINTER_DIR = Path(__file__).resolve().parent / "pretrained" / "tiny_painter"
 
 @dataclass
 class TinySDArchitecture:
-    """Sizes of a tiny SD 1.x pipeline. The defaults are the random-init model; :data:`PAINTER_ARCH` the painter.
+    """Sizes of a tiny SD 1.x pipeline: the defaults are the random-init model, :func:`painter_architecture`
+    the painter.
 
     ``vae_channels`` has one entry per VAE level: ``len - 1`` down-samplings, so (16, 32, 32, 32) turns
     64 px into 8x8 latents and (32, 64, 64) into 16x16. ``unet_cross_attention`` says, per UNet level
@@ -125,7 +126,8 @@ class TinySDArchitecture:
         return self.resolution // 2 ** (len(self.vae_channels) - 1)
 
 
-def _painter_arch() -> TinySDArchitecture:
+def painter_architecture() -> TinySDArchitecture:
+    """The shipped painter's sizes (its tokenizer also knows every caption word)."""
     from artquant_core.synthart.captions import caption_vocabulary
 
     return TinySDArchitecture(

@@ -23,8 +23,6 @@ cannot parse raises ``ValueError`` naming it.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from reward.base import BaseReward
@@ -33,24 +31,15 @@ MIN_MAIN_AREA = 0.02  # the main subject covers ~5 % of a SynthArt painting
 MIN_SECOND_AREA = 0.008  # the secondary shape ~2 %
 BAND = 0.12  # sky / ground: this share of the rows at the top / bottom
 
-_COLOUR = r"(?:(?:dark|pale) )?(\w+)"
-_CAPTION = re.compile(rf"^an? (\w+) (\w+) ([a-z ]+), a small (\w+) (\w+), {_COLOUR} sky, {_COLOUR} ground, "
-                      r"(\w+) horizon$")
-
 
 def parse_caption(caption: str) -> dict[str, str]:
-    """The parts of a SynthArt caption: main/second colour and shape, column, row, sky, ground."""
-    from artquant_core.synthart.captions import COLOUR_WORDS, HORIZONTAL, VERTICAL
+    """:func:`artquant_core.synthart.captions.parse_caption`, its error naming this reward."""
+    from artquant_core.synthart.captions import parse_caption as parse
 
-    m = _CAPTION.match(caption.strip())
-    if m is None or not {m.group(1), m.group(4), m.group(6), m.group(7)} <= set(COLOUR_WORDS):
-        raise ValueError(f"caption_match: not a SynthArt caption: {caption!r} (expected e.g. 'a red disc on the "
-                         "upper left, a small blue square, pale teal sky, dark green ground, low horizon')")
-    position = m.group(3).split()
-    column = next((w for w in position if w in HORIZONTAL), "centre")
-    row = next((w for w in position if w in VERTICAL), "middle")
-    return {"main": m.group(1), "shape": m.group(2), "column": column, "row": row, "second": m.group(4),
-            "second_shape": m.group(5), "sky": m.group(6), "ground": m.group(7)}
+    try:
+        return parse(caption)
+    except ValueError as exc:
+        raise ValueError(f"caption_match: {exc}") from None
 
 
 def hue_names(images: torch.Tensor) -> torch.Tensor:

@@ -22,17 +22,22 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SEED = 2000  # disjoint from the scorer's pre-training (1000) and fresh-check (777) draws
 
 
-def _log_to(path: Path):
+def _logger(out: Path):
+    """Print each row and append it to ``OUT/metrics.jsonl`` through the toolkit's run tracker."""
+    from artquant_core.tracking import RunTracker
+
+    tracker = RunTracker(out)
+
     def log(row: dict) -> None:
         print(json.dumps(row), flush=True)
-        with path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        tracker.log({k: v for k, v in row.items() if k != "step"}, row["step"])
     return log
 
 
@@ -94,15 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import AutoencoderKL
 
     from alignment import painter_training as pt
-    from alignment.tiny_sd import PAINTER_DIR, _painter_arch, save_tiny_sd, tiny_sd_pipeline
+    from artquant_core.tracking import read_metrics
+    from alignment.tiny_sd import PAINTER_DIR, painter_architecture, save_tiny_sd, tiny_sd_pipeline
     from scripts.pretrain_tiny_scorer import machine_description
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = _log_to(out / "metrics.jsonl")
-    arch = _painter_arch()
+    log = _logger(out)
+    arch = painter_architecture()
     bf16 = not args.vae_fp32
     start = time.time()
 
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         means, _ = pt.encode_images(pipe.vae, images[:2048], bf16=bf16)
         stats = pt.normalise_latents(pipe.vae, means)
-        log({"stage": "vae_normalise", **stats})
+        log({"stage": "vae_normalise", "step": vae_cfg.steps, **stats})
         pipe.vae.to("cpu").save_pretrained(out / "vae", safe_serialization=True)
     vae = AutoencoderKL.from_pretrained(out / "vae").eval().to(device)
     if not latents_file.is_file():
@@ -157,15 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     pipe.register_modules(vae=vae)
     painter_dir = out / "painter"
     save_tiny_sd(pipe, painter_dir, arch)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(out)
     last_vae = next((r for r in reversed(rows) if r.get("stage") == "vae"), {})
     summary = {
         "command": "python -m scripts.pretrain_tiny_sd " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": {"generator": "SynthArt", "seed": args.data_seed, "n_images": args.n_images,
                  "size": arch.resolution},
-        "vae": {**pt.stage_config_dict(vae_cfg), "final_mse": last_vae.get("mse"),
+        "vae": {**asdict(vae_cfg), "final_mse": last_vae.get("mse"),
                 "final_psnr_db": last_vae.get("psnr_db")},
-        "unet": {**pt.stage_config_dict(unet_cfg), **unet_result, "stored_dtype": "float16 (EMA weights)"},
+        "unet": {**asdict(unet_cfg), **unet_result, "stored_dtype": "float16 (EMA weights)"},
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,
                          "latent_size": arch.latent_size, "text_hidden": arch.text_hidden,
                          "max_tokens": arch.max_tokens,

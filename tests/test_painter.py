@@ -93,9 +93,9 @@ def test_prompt_files_are_disjoint_held_out_combinations_and_reproducible(tmp_pa
 
 def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
     from alignment import painter_training as pt
-    from alignment.tiny_sd import _painter_arch, tiny_sd_pipeline
+    from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
 
-    vae = tiny_sd_pipeline(_painter_arch(), seed=0).vae.eval()
+    vae = tiny_sd_pipeline(painter_architecture(), seed=0).vae.eval()
     images = torch.from_numpy(np.stack([synth_item(0, i, 64)["pixels"] for i in range(12)]))
     x = pt._to_unit(images)
     with torch.no_grad():

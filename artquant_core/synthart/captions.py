@@ -21,6 +21,7 @@ applied, so a badly exposed "red disc" is still a red disc.
 from __future__ import annotations
 
 import colorsys
+import re
 
 import numpy as np
 
@@ -57,7 +58,11 @@ def colour_name(rgb, with_tone: bool = True) -> str:
 
 def position_phrase(grid_x: int, grid_y: int) -> str:
     """``on the upper left``, ``in the centre``, ... from the main subject's 5x5 grid cell."""
-    col, row = HORIZONTAL[GRID_TO_THIRD[grid_x]], VERTICAL[GRID_TO_THIRD[grid_y]]
+    return third_phrase(HORIZONTAL[GRID_TO_THIRD[grid_x]], VERTICAL[GRID_TO_THIRD[grid_y]])
+
+
+def third_phrase(col: str, row: str) -> str:
+    """The position phrase of a column (left / centre / right) and row (upper / middle / lower)."""
     if col == "centre" and row == "middle":
         return "in the centre"
     if col == "centre":
@@ -105,19 +110,38 @@ def caption_vocabulary() -> list[str]:
 PROMPT_SEED = 6000
 
 
+_TONED_COLOUR = r"(?:(?:dark|pale) )?(\w+)"
+_CAPTION = re.compile(rf"^an? (\w+) (\w+) ([a-z ]+), a small (\w+) (\w+), {_TONED_COLOUR} sky, "
+                      rf"{_TONED_COLOUR} ground, (\w+) horizon$")
+#: every position phrase, sorted: the index that :func:`is_held_out` uses
+POSITION_PHRASES = sorted({third_phrase(col, row) for col in HORIZONTAL for row in VERTICAL})
+
+
+def parse_caption(caption: str) -> dict[str, str]:
+    """The parts of a caption (the inverse of :func:`compose_caption`, tone words dropped): main/second
+    colour and shape, column, row, sky, ground. ``ValueError`` naming anything else."""
+    m = _CAPTION.match(caption.strip())
+    if m is None or not {m.group(1), m.group(4), m.group(6), m.group(7)} <= set(COLOUR_WORDS):
+        raise ValueError(f"not a SynthArt caption: {caption!r} (expected e.g. 'a red disc on the "
+                         "upper left, a small blue square, pale teal sky, dark green ground, low horizon')")
+    position = m.group(3).split()
+    column = next((w for w in position if w in HORIZONTAL), "centre")
+    row = next((w for w in position if w in VERTICAL), "middle")
+    return {"main": m.group(1), "shape": m.group(2), "column": column, "row": row, "second": m.group(4),
+            "second_shape": m.group(5), "sky": m.group(6), "ground": m.group(7)}
+
+
 def main_subject(caption: str) -> tuple[str, str, str]:
     """(colour, shape, position phrase) of a caption's main subject."""
-    head = caption.split(",", 1)[0].split()  # ["a", colour, shape, *position]
-    return head[1], head[2], " ".join(head[3:])
+    parts = parse_caption(caption)
+    return parts["main"], parts["shape"], third_phrase(parts["column"], parts["row"])
 
 
 def is_held_out(caption: str) -> bool:
     """Whether a caption's main-subject combination belongs to the held-out (evaluation) prompts:
     ``(colour + shape + position) % 3 == 0`` over the indices of this module's word lists."""
     colour, shape, position = main_subject(caption)
-    positions = sorted({"in the centre", "at the upper centre", "at the lower centre", "on the left", "on the right",
-                        "on the upper left", "on the upper right", "on the lower left", "on the lower right"})
-    return (COLOUR_WORDS.index(colour) + SHAPES.index(shape) + positions.index(position)) % 3 == 0
+    return (COLOUR_WORDS.index(colour) + SHAPES.index(shape) + POSITION_PHRASES.index(position)) % 3 == 0
 
 
 def painter_prompts(n_train: int = 256, n_eval: int = 64, seed: int = PROMPT_SEED) -> tuple[list[str], list[str]]:
