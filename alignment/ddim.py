@@ -35,6 +35,19 @@ def _threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor
     return (flat.clamp(-s, s) / s).reshape(x0.shape)
 
 
+def check_log_prob_schedule(scheduler) -> None:
+    """Refuse a DDIM schedule whose last step has no noise, so that its log-probability is undefined.
+
+    With ``set_alpha_to_one=True`` the final step goes to alpha = 1: its variance is 0 whatever
+    ``eta``, and the Gaussian log-density of that step is NaN. SD 1.x / 2.x ship ``False``.
+    """
+    if getattr(scheduler.config, "set_alpha_to_one", False):
+        raise ValueError(
+            "the pipeline's DDIM scheduler has set_alpha_to_one=True: its last step has zero variance, so the "
+            "DDPO log-probability is undefined (NaN) there. Set \"set_alpha_to_one\": false in "
+            "scheduler/scheduler_config.json (as SD 1.x / 2.x ship it)")
+
+
 def ddim_step_full(scheduler, model_output: torch.Tensor, timestep: torch.Tensor | int, sample: torch.Tensor,
                    eta: float, prev_sample: torch.Tensor | None = None,
                    generator: torch.Generator | list[torch.Generator] | None = None,

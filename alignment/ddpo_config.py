@@ -44,11 +44,11 @@ class DDPOConfig(AlignmentRunConfig):
     per_prompt_min_count: int = _f(16, "rewards a prompt needs before its own statistics are used")
 
     def validate(self, num_processes: int = 1) -> None:
-        """Refuse inconsistent settings, naming the field, before any work starts."""
+        """The shared checks, then DDPO's own (naming the field)."""
         if self.sample_eta <= 0:
             raise ValueError(f"sample_eta must be > 0 for DDPO (got {self.sample_eta}): with eta 0 the DDIM step "
                              "is deterministic and its log-probability is undefined")
-        self.validate_shared()
+        super().validate(num_processes)
         for name in ("sample_batch_size", "sample_num_batches_per_epoch", "train_num_inner_epochs",
                      "per_prompt_buffer_size", "per_prompt_min_count"):
             if getattr(self, name) < 1:

@@ -21,18 +21,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from alignment.ddim import ddim_step_full
+from alignment.ddim import check_log_prob_schedule, ddim_step_full
 from alignment.ddpo_config import DDPOConfig
 from alignment.ddpo_loss import gaussian_kl, ppo_clip_loss
-from alignment.ddpo_setup import DDPOSetup
-from alignment.eval_scores import held_out_changes, save_eval_scores
-from alignment.reward_worker import AsyncRewarder, metric_name, score_batch
-from alignment.run_state import load_run_state, resolve_resume, save_run_state
-from alignment.sampling import derive_seed, guided_noise_pred, sample_held_out, sample_trajectories
+from alignment.fine_tuning import FineTuningTrainer
+from alignment.reward_worker import AsyncRewarder, metric_name
+from alignment.run_setup import peak_memory, summary_stats
+from alignment.sampling import derive_seed, guided_noise_pred, sample_trajectories
 from alignment.stat_tracking import PerPromptStatTracker
 
 
-class DDPOTrainer:
+class DDPOTrainer(FineTuningTrainer):
     """DDPO trainer. ``DDPOTrainer(config, reward=None).train() -> dict`` of final metrics.
 
     Args:
@@ -41,58 +40,38 @@ class DDPOTrainer:
             ``.name``); ``None`` loads ``config.reward`` with ``reward.load_reward``.
     """
 
+    method = "ddpo"
+
     def __init__(self, config: DDPOConfig, reward: Callable | None = None) -> None:
-        self.config = config
-        self.s = DDPOSetup(config, reward)  # checks every input, then loads models / optimizer / tracker
+        super().__init__(config, reward)  # checks every input, then loads models / optimizer
+        check_log_prob_schedule(self.setup.scheduler)
         self.stat_tracker = PerPromptStatTracker(config.per_prompt_buffer_size, config.per_prompt_min_count)
-        self.rewarder = AsyncRewarder(self.s.reward)
+        self.rewarder = AsyncRewarder(self.setup.reward)
 
-    @property
-    def accelerator(self):
-        """The run's ``accelerate.Accelerator`` (process index, main process, gathering)."""
-        return self.s.accelerator
+    def trainer_state(self) -> dict[str, Any]:
+        return {"stat_tracker": self.stat_tracker.state_dict()}
 
-    # ------------------------------------------------------------------ loop
-    def train(self) -> dict[str, Any]:
-        cfg, s = self.config, self.s
-        start = self._resume()
-        s.open_tracker(resume_step=start - 1 if start else None)
-        final: dict[str, Any] = {}
-        try:
-            for epoch in s.progress(range(start, cfg.num_epochs), initial=start):
-                row = {"epoch": epoch}
-                if cfg.eval_every and epoch % cfg.eval_every == 0:
-                    row.update(self.evaluate(epoch))
-                row.update(self._epoch(epoch))
-                s.log(row, epoch)
-                final = row
-                if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.num_epochs:
-                    self.save_checkpoint(epoch + 1)
-            if cfg.eval_every and start < cfg.num_epochs:
-                final = {**final, **s.log({"epoch": cfg.num_epochs, **self.evaluate(cfg.num_epochs)},
-                                          cfg.num_epochs)}
-            if start < cfg.num_epochs:
-                self.save_checkpoint(cfg.num_epochs)
-            s.finish()  # all processes meet here, so none exits while another still trains
-        finally:
-            self.rewarder.close()
-            s.close()  # no collective call: an error on one process must not wait for the others
-        return final
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.stat_tracker.load_state_dict(state["stat_tracker"])
 
-    def _epoch(self, epoch: int) -> dict[str, Any]:
+    def close(self) -> None:
+        self.rewarder.close()
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Sample and score ``sample_num_batches_per_epoch`` batches, then ``train_num_inner_epochs`` passes."""
         samples, metrics = self._sample(epoch)
         t0 = time.perf_counter()
         for inner in range(self.config.train_num_inner_epochs):
             metrics.update(self._train_inner(samples, epoch, inner))
         metrics["train_s"] = time.perf_counter() - t0
-        n = samples["latents"].shape[0] * self.s.accelerator.num_processes
+        n = samples["latents"].shape[0] * self.setup.accelerator.num_processes
         metrics["samples_per_s"] = n / (metrics["sample_s"] + metrics["reward_s"] + metrics["train_s"])
-        metrics.update(self.s.peak_memory())
+        metrics.update(peak_memory())
         return metrics
 
     # -------------------------------------------------------------- sampling
     def _sample(self, epoch: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        cfg, s = self.config, self.s
+        cfg, s = self.config, self.setup
         acc, unet = s.accelerator, s.policy_unet()
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index))
         t0 = time.perf_counter()
@@ -117,7 +96,7 @@ class DDPOTrainer:
         rewards = acc.gather(local.to(acc.device)).cpu()
         ids_all = acc.gather(torch.cat(prompt_ids).to(acc.device)).cpu()
         metrics = {"sample_s": sample_s, "reward_s": reward_s, "num_samples": rewards.numel(),
-                   **_summary("reward", rewards)}
+                   **summary_stats("reward", rewards)}
         for name in scored[0][1]:
             comp = acc.gather(torch.cat([c[name] for _, c in scored]).to(acc.device)).cpu()
             metrics[f"reward_{metric_name(name)}_mean"] = comp.mean().item()
@@ -139,7 +118,7 @@ class DDPOTrainer:
 
     # -------------------------------------------------------------- training
     def _train_inner(self, samples: dict[str, torch.Tensor], epoch: int, inner: int) -> dict[str, float]:
-        cfg, s = self.config, self.s
+        cfg, s = self.config, self.setup
         acc = s.accelerator
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index, inner, 7))
         n, num_steps = samples["latents"].shape[0], samples["timesteps"].shape[0]
@@ -156,9 +135,7 @@ class DDPOTrainer:
             for key, v in self.backward_micro_batch(samples, idx, steps[idx], accum, sync, epoch).items():
                 stats[key].extend(v)
             if sync:
-                s.accelerator.clip_grad_norm_(s.trainable_params, cfg.max_grad_norm)
-                s.optimizer.step()
-                s.optimizer.zero_grad(set_to_none=True)
+                s.clip_and_step()
         return {k: float(np.mean(v)) if v else None for k, v in stats.items()}
 
     def backward_micro_batch(self, samples, idx: torch.Tensor, cols: torch.Tensor, accum: int, sync: bool,
@@ -169,13 +146,13 @@ class DDPOTrainer:
         loss is weighted by its share of the k timesteps, so the gradient is the same as one backward
         per timestep. Gradients are synchronised across processes only with ``sync``.
         """
-        acc, k = self.s.accelerator, cols.shape[1]
+        acc, k = self.setup.accelerator, cols.shape[1]
         chunk = self.config.train_timestep_batch or k
         parts = [cols[:, j:j + chunk] for j in range(0, k, chunk)]
         stats: dict[str, list[float]] = {}
         for c, part in enumerate(parts):
             last = sync and c == len(parts) - 1
-            with acc.no_sync(self.s.unet) if not last else contextlib.nullcontext():
+            with acc.no_sync(self.setup.unet) if not last else contextlib.nullcontext():
                 loss, st = self._chunk_loss(samples, idx, part)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -188,7 +165,7 @@ class DDPOTrainer:
 
     def _chunk_loss(self, samples, idx: torch.Tensor, cols: torch.Tensor):
         """PPO(-KL) loss of samples ``idx`` at their timestep positions ``cols`` in ONE UNet call."""
-        cfg, s = self.config, self.s
+        cfg, s = self.config, self.setup
         b, c = cols.shape
         rows = idx[:, None].expand(b, c)
         x_t = samples["latents"][rows, cols].flatten(0, 1)
@@ -211,53 +188,3 @@ class DDPOTrainer:
             st["kl"] = kl.detach()
         st["loss"] = loss.detach()
         return loss, st
-
-    # ------------------------------------------------------------ evaluation
-    def evaluate(self, epoch: int) -> dict[str, float]:
-        """Held-out prompts, fixed seeds: every reward (training + ``eval_rewards``) → ``eval_<name>_mean``."""
-        cfg, s = self.config, self.s
-        if not s.eval_prompts or not s.accelerator.is_main_process:
-            return {}
-        prompts = [p for p in s.eval_prompts for _ in range(cfg.eval_num_per_prompt)]
-        unet = s.policy_unet()
-        unet.eval()
-        with s.sampling_policy():
-            images = sample_held_out(unet, s.scheduler, s.vae, s.encode, s.negative_embeds, prompts, seed=cfg.seed,
-                                     num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
-                                     eta=cfg.sample_eta, resolution=cfg.resolution, autocast=s.accelerator.autocast)
-        out, captions, per_image = {}, None, {}
-        for reward in [s.reward, *s.eval_rewards]:
-            total, _ = score_batch(reward, images, prompts)
-            out.update(_summary(f"eval_{metric_name(reward.name)}", total))
-            per_image[metric_name(reward.name)] = values = total.tolist()
-            captions = captions or [f"{v:.3f}" for v in values]
-        s.save_eval_grid(images, captions, epoch)
-        save_eval_scores(self.config.output_dir, epoch, prompts, per_image)
-        out.update(held_out_changes(self.config.output_dir, epoch, metric_name(s.reward.name),
-                                    [metric_name(r.name) for r in s.eval_rewards]))
-        return out
-
-    # ----------------------------------------------------------- checkpoints
-    def save_checkpoint(self, epoch: int) -> None:
-        s = self.s
-        s.draw_curves()
-        s.accelerator.wait_for_everyone()
-        if s.accelerator.is_main_process:
-            save_run_state(self.config.output_dir, epoch, s.policy_unet(), s.optimizer, self.config.use_lora,
-                           {"stat_tracker": self.stat_tracker.state_dict()}, keep=self.config.num_checkpoint_limit)
-        s.accelerator.wait_for_everyone()
-
-    def _resume(self) -> int:
-        ckpt = resolve_resume(self.config.output_dir, self.config.resume_from)
-        if ckpt is None:
-            return 0
-        state = load_run_state(ckpt, self.s.policy_unet(), self.s.optimizer, self.config.use_lora)
-        self.stat_tracker.load_state_dict(state["stat_tracker"])
-        return int(state["epoch"])
-
-
-def _summary(prefix: str, values: torch.Tensor) -> dict[str, float]:
-    v = values.double()
-    return {f"{prefix}_mean": v.mean().item(), f"{prefix}_std": v.std(unbiased=False).item(),
-            f"{prefix}_min": v.min().item(), f"{prefix}_max": v.max().item()}
-

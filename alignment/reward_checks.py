@@ -28,12 +28,3 @@ def check_differentiable(reward: Any) -> None:
                          f"{', '.join(bad)}); reward-gradient training backpropagates through the reward — "
                          "use a differentiable reward, or DDPO for this one")
 
-
-def load_reward_spec(spec: str, field_name: str) -> Callable:
-    """``reward.load_reward(spec)``; a bad spec becomes a ``ValueError`` naming the config field."""
-    from reward import load_reward
-
-    try:
-        return load_reward(spec)
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"{field_name}: cannot load reward spec {spec!r}: {exc}") from exc

@@ -17,7 +17,7 @@ class RewardGradConfig(AlignmentRunConfig):
     trajectory whose first ``sample_num_steps - truncated_backprop_steps``
     steps run without gradient; the last ``truncated_backprop_steps`` steps
     and the VAE decode keep the graph, and the loss is ``-mean(reward)``
-    (plus ``kl_coef`` times the KL regulariser). The reward must be
+    (plus ``kl_coef`` times the drift penalty, logged as ``eps_drift``). The reward must be
     differentiable. Dataclass defaults run on the embedded tiny SD on a CPU;
     ``configs/reward_grad_sd15.yaml`` holds SD 1.5 settings. The shared
     fields (model, prompts, LoRA, precision, tracking, checkpoints) are
@@ -31,8 +31,9 @@ class RewardGradConfig(AlignmentRunConfig):
     sample_eta: float = _f(0.0, "DDIM eta (0 = deterministic DDIM, as in DRaFT / AlignProp)")
     learning_rate: float = _f(1e-4, "AdamW learning rate")
     max_grad_norm: float = _f(1.0, "gradient-norm clipping (<= 0 disables it)")
-    kl_coef: float = _f(0.0, "weight of the KL to the frozen reference (LoRA off) on the gradient steps: the mean "
-                             "squared difference of the two noise predictions; 0 disables it (needs use_lora)")
+    kl_coef: float = _f(0.0, "weight of the drift penalty on the gradient steps: the mean squared difference of the "
+                             "tuned and the frozen reference's noise predictions (logged as eps_drift; the DDIM KL "
+                             "up to a per-step weight, not the KL itself); 0 disables it")
     eval_rewards: list[str] = _f([], "extra reward specs scored on eval_prompts only (never trained on; "
                                      "non-differentiable ones are fine here)")
     eval_every: int = _f(1, "evaluate every N epochs (and at the end); 0 disables")
@@ -46,35 +47,15 @@ class RewardGradConfig(AlignmentRunConfig):
     gradient_checkpointing: bool = _f(True, "recompute each gradient step's UNet call and the VAE decode in the "
                                             "backward pass: memory of one latent per step instead of K UNets' activations")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.validate()
-
-    def validate(self) -> None:
-        """Refuse inconsistent settings, naming the field, before any work starts."""
-        self.validate_shared()
-        for name in ("train_steps_per_epoch", "truncated_backprop_steps", "eval_num_per_prompt"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    def validate(self, num_processes: int = 1) -> None:
+        """The shared checks, then reward-gradient's own (naming the field)."""
+        super().validate(num_processes)
+        if int(self.train_steps_per_epoch) < 1 or int(self.truncated_backprop_steps) < 1:
+            raise ValueError("train_steps_per_epoch and truncated_backprop_steps must be >= 1, got "
+                             f"{self.train_steps_per_epoch} and {self.truncated_backprop_steps}")
         if self.truncated_backprop_steps > self.sample_num_steps:
             raise ValueError(f"truncated_backprop_steps ({self.truncated_backprop_steps}) cannot exceed "
                              f"sample_num_steps ({self.sample_num_steps})")
-        if self.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
-        if not 0.0 <= self.sample_eta <= 1.0:
-            raise ValueError(f"sample_eta must be in [0, 1], got {self.sample_eta}")
-        if self.guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1, got {self.guidance_scale}")
-        if self.kl_coef > 0 and not self.use_lora:
-            raise ValueError("kl_coef > 0 needs use_lora=True (the reference is the UNet with its LoRA switched off)")
-        if not self.pretrained_model:
-            raise ValueError("pretrained_model is required ('tiny', a pipeline folder or a hub id)")
-        if not self.reward:
-            raise ValueError("reward is required (a load_reward spec of a differentiable reward)")
-        if not self.prompts:
-            raise ValueError("prompts is empty")
-        if self.eval_rewards and not self.eval_prompts:
-            raise ValueError("eval_rewards needs eval_prompts")
 
     @property
     def samples_per_epoch(self) -> int:

@@ -100,19 +100,37 @@ class AlignmentRunConfig:
         self.eval_rewards = [s.strip() for item in self.eval_rewards for s in str(item).split(",") if s.strip()]
         if self.log_with in ("none", "None", ""):
             self.log_with = None
+        self.validate()
 
-    def validate_shared(self) -> None:
-        """Checks of the shared fields, naming the field."""
+    def validate(self, num_processes: int = 1) -> None:
+        """Refuse inconsistent settings, naming the field, before any work starts.
+
+        Runs on construction (``__post_init__``) and again when a trainer starts (a field may have
+        been set since); subclasses extend it with their own fields and call ``super().validate``.
+        """
+        for name in ("pretrained_model", "reward"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is required (see --help)")
+        if not self.prompts:
+            raise ValueError("prompts is empty: give a list or one prompts file")
         for name in ("num_epochs", "sample_num_steps", "train_batch_size", "train_gradient_accumulation_steps",
-                     "lora_rank", "resolution"):
+                     "lora_rank", "resolution", "eval_num_per_prompt"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.resolution % 8:
+            raise ValueError(f"resolution must be a multiple of 8 (the VAE's downsampling), got {self.resolution}")
+        if not 0.0 <= self.sample_eta <= 1.0:
+            raise ValueError(f"sample_eta must be in [0, 1], got {self.sample_eta}")
+        if self.guidance_scale < 1.0:
+            raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance), got {self.guidance_scale}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
         if self.eval_every < 0 or self.checkpoint_every < 0:
             raise ValueError("eval_every and checkpoint_every must be >= 0")
+        if self.eval_rewards and not self.eval_prompts:
+            raise ValueError("eval_rewards needs eval_prompts (the held-out prompts they score)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
         if self.log_with not in (None, "wandb"):

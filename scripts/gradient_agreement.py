@@ -54,7 +54,8 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     from alignment.ddim import ddim_step_full, ddim_step_with_logprob
     from alignment.lora import add_lora
     from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
-    from alignment.reward_checks import check_differentiable, load_reward_spec
+    from alignment.reward_checks import check_differentiable
+    from alignment.run_setup import load_reward_spec
     from alignment.run_config import DEFAULT_PROMPTS
     from alignment.sampling import PromptEncoder, decode_latents, guided_noise_pred, initial_latents
 

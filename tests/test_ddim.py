@@ -106,3 +106,19 @@ def test_requires_set_timesteps_and_checks_timestep_shape():
     s.set_timesteps(10)
     with pytest.raises(ValueError, match="timestep"):
         ddim_step_with_logprob(s, torch.zeros(2, 4, 2, 2), torch.tensor([1, 2, 3]), torch.zeros(2, 4, 2, 2), 1.0)
+
+
+def test_a_schedule_ending_at_alpha_one_is_refused_by_name():
+    """set_alpha_to_one=True gives the last step zero variance: its log-probability would be NaN."""
+    from diffusers import DDIMScheduler
+
+    from alignment.ddim import check_log_prob_schedule, ddim_step_full
+
+    ending_at_one = DDIMScheduler(set_alpha_to_one=True)
+    ending_at_one.set_timesteps(4)
+    last = ending_at_one.timesteps[-1]
+    x = torch.randn(1, 4, 8, 8)
+    assert torch.isnan(ddim_step_full(ending_at_one, torch.randn_like(x), last, x, eta=1.0).log_prob).all()
+    with pytest.raises(ValueError, match="set_alpha_to_one"):
+        check_log_prob_schedule(ending_at_one)
+    check_log_prob_schedule(DDIMScheduler(set_alpha_to_one=False))  # SD 1.x / 2.x: accepted

@@ -61,7 +61,7 @@ def test_short_run_writes_metrics_curve_grids_and_loadable_lora(tmp_path):
 def test_timestep_batched_gradient_equals_one_timestep_at_a_time(tmp_path):
     trainer = DDPOTrainer(tiny_config(tmp_path / "a", sample_num_steps=4, kl_coef=0.05), reward=Brightness())
     samples, _ = trainer._sample(0)
-    params = trainer.s.trainable_params
+    params = trainer.setup.trainable_params
     with torch.no_grad():  # move off the zero-initialised LoRA B so every gradient is non-trivial
         for p in params:
             p.add_(0.05 * torch.randn_like(p))
@@ -69,7 +69,7 @@ def test_timestep_batched_gradient_equals_one_timestep_at_a_time(tmp_path):
     grads = {}
     for chunk in (None, 1, 2):
         trainer.config.train_timestep_batch = chunk
-        trainer.s.optimizer.zero_grad(set_to_none=True)
+        trainer.setup.optimizer.zero_grad(set_to_none=True)
         stats = trainer.backward_micro_batch(samples, idx, cols, accum=2, sync=True)
         assert len(stats["loss"]) == {None: 1, 1: 3, 2: 2}[chunk]
         grads[chunk] = torch.cat([p.grad.flatten() for p in params])

@@ -13,14 +13,14 @@ def _trainer(tmp_path, **kw):
     trainer = DDPOTrainer(tiny_config(tmp_path / "run", eval_prompts=[], **kw), reward=Brightness())
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking adapter: lora_B starts at zero, so merging would be a no-op
-        for p in trainer.s.trainable_params:
+        for p in trainer.setup.trainable_params:
             p.add_(torch.randn_like(p) * 0.02)
     return trainer
 
 
 def test_merged_unet_matches_unmerged_forward_and_is_restored_exactly(tmp_path):
     trainer = _trainer(tmp_path)
-    unet = trainer.s.policy_unet().eval()
+    unet = trainer.setup.policy_unet().eval()
     before = {n: p.detach().clone() for n, p in unet.named_parameters()}
     x = torch.randn(2, 4, 8, 8)
     t = torch.tensor([500, 20])
@@ -37,14 +37,14 @@ def test_merged_unet_matches_unmerged_forward_and_is_restored_exactly(tmp_path):
     torch.testing.assert_close(merged, plain, rtol=1e-5, atol=1e-5)
     for n, p in unet.named_parameters():  # bit-for-bit restored; adapters trainable again
         assert torch.equal(p, before[n]), n
-    assert all(p.requires_grad for p in trainer.s.trainable_params)
+    assert all(p.requires_grad for p in trainer.setup.trainable_params)
 
 
 def test_recorded_log_probs_equal_the_training_forward(tmp_path):
     """The PPO ratio exp(new - old) must start at 1: merged sampling's log-probs vs the unmerged training
     forward on the same latents, for the same weights, agree to 1e-5 (the clip range is 1e-4)."""
     trainer = _trainer(tmp_path, sample_num_steps=4)
-    s, cfg = trainer.s, trainer.config
+    s, cfg = trainer.setup, trainer.config
     adapter_before = {k: v.clone() for k, v in lora_state_dict(s.policy_unet()).items()}
     samples, _ = trainer._sample(0)
     for k, v in lora_state_dict(s.policy_unet()).items():
@@ -63,6 +63,6 @@ def test_recorded_log_probs_equal_the_training_forward(tmp_path):
 
 def test_half_precision_weights_are_not_merged(tmp_path):
     trainer = _trainer(tmp_path)
-    assert trainer.s.sampling_policy().__class__.__name__ != "nullcontext"
-    trainer.s.policy_unet().to(torch.bfloat16)
-    assert trainer.s.sampling_policy().__class__.__name__ == "nullcontext"
+    assert trainer.setup.sampling_policy().__class__.__name__ != "nullcontext"
+    trainer.setup.policy_unet().to(torch.bfloat16)
+    assert trainer.setup.sampling_policy().__class__.__name__ == "nullcontext"

@@ -58,7 +58,7 @@ def config(tiny_sd, out, **kw) -> RewardGradConfig:
 
 
 def _lora(trainer) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in trainer.unet.named_parameters() if "lora" in n}
+    return {n: p.detach().clone() for n, p in trainer.setup.policy_unet().named_parameters() if "lora" in n}
 
 
 # -------------------------------------------------------------- refusal and config errors
@@ -87,7 +87,8 @@ def test_unknown_reward_spec_and_missing_prompts_file_are_named(tmp_path):
 @pytest.mark.parametrize("kw, message", [
     (dict(truncated_backprop_steps=5, sample_num_steps=3), "truncated_backprop_steps"),
     (dict(truncated_backprop_steps=0), "truncated_backprop_steps"),
-    (dict(kl_coef=0.1, use_lora=False), "kl_coef"),
+    (dict(kl_coef=-0.1), "kl_coef"),
+    (dict(guidance_scale=0.5), "guidance_scale"),
     (dict(resolution=60), "resolution"),
     (dict(sample_eta=1.5), "sample_eta"),
     (dict(mixed_precision="fp8"), "mixed_precision"),
@@ -96,6 +97,11 @@ def test_unknown_reward_spec_and_missing_prompts_file_are_named(tmp_path):
 def test_config_errors_name_the_field(tmp_path, kw, message):
     with pytest.raises(ValueError, match=message):
         config("tiny", tmp_path, **kw)
+    if "truncated_backprop_steps" not in kw:  # the shared checks: DDPO's config refuses the same on construction
+        from alignment import DDPOConfig
+
+        with pytest.raises(ValueError, match=message):
+            DDPOConfig(**{"sample_eta": 1.0, **kw})
 
 
 def test_yaml_and_cli_keys_are_checked(tmp_path):
@@ -121,14 +127,14 @@ def test_gradient_reaches_every_lora_matrix_only_and_checkpointing_is_exact(tiny
     for ckpt in (True, False):
         trainer = RewardGradTrainer(config(tiny_sd, tmp_path / str(ckpt), gradient_checkpointing=ckpt))
         with torch.no_grad():  # move B off zero so that A's gradient is non-trivial too
-            for n, p in trainer.unet.named_parameters():
+            for n, p in trainer.setup.policy_unet().named_parameters():
                 if "lora_B" in n:
                     p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
         prompts, gen = trainer._micro_batch(0, 0, 0)
         images, _ = trainer.generate(prompts, gen)
         assert images.shape == (2, 3, 64, 64) and images.requires_grad
-        (-trainer.reward(images, prompts).mean()).backward()
-        named = dict(trainer.unet.named_parameters())
+        (-trainer.setup.reward(images, prompts).mean()).backward()
+        named = dict(trainer.setup.policy_unet().named_parameters())
         assert all(p.grad is None for n, p in named.items() if "lora" not in n)
         lora = {n: p.grad for n, p in named.items() if "lora" in n}
         assert lora and all(g is not None and g.abs().sum() > 0 for g in lora.values())
@@ -149,7 +155,7 @@ def test_gradient_flows_through_the_artquant_scorer_reward(tiny_sd, tmp_path):
     values = reward(images, prompts)
     assert values.shape == (1,) and 0 <= float(values) <= 1
     (-values.mean()).backward()
-    grads = [p.grad for n, p in trainer.unet.named_parameters() if "lora_B" in n]
+    grads = [p.grad for n, p in trainer.setup.policy_unet().named_parameters() if "lora_B" in n]
     assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
@@ -158,9 +164,9 @@ def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
     seen = []
     original = trainer._guided_eps
 
-    def spy(latents, t, embeds):
+    def spy(unet, latents, t, embeds):
         seen.append(torch.is_grad_enabled())
-        return original(latents, t, embeds)
+        return original(unet, latents, t, embeds)
 
     trainer._guided_eps = spy
     prompts, gen = trainer._micro_batch(0, 0, 0)
@@ -213,9 +219,9 @@ def test_outputs_and_checkpoint_loadable_by_stable_diffusion_pipeline(tiny_sd, t
     pipe.load_lora_weights(str(ckpt), weight_name="pytorch_lora_weights.safetensors")
     x, emb = torch.randn(2, 4, 8, 8), torch.randn(2, 77, 32)
     t = torch.tensor([500, 20])
-    trainer.unet.eval()
+    trainer.setup.policy_unet().eval()
     with torch.no_grad():
-        ours = trainer.unet(x, t, encoder_hidden_states=emb).sample
+        ours = trainer.setup.policy_unet()(x, t, encoder_hidden_states=emb).sample
         loaded = pipe.unet(x, t, encoder_hidden_states=emb).sample
         pipe.unet.disable_lora()
         base = pipe.unet(x, t, encoder_hidden_states=emb).sample
@@ -314,3 +320,23 @@ def test_ddpo_and_reward_grad_evaluate_the_same_held_out_noise(tiny_sd, tmp_path
     torch.testing.assert_close(torch.tensor(rg["scores"]["brightness"]), torch.tensor(ddpo["scores"]["brightness"]),
                                rtol=1e-5, atol=1e-6)
     assert len(set(rg["scores"]["brightness"])) == 9  # distinct noise per image
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["reward_grad", "ddpo"])
+def test_two_processes_keep_identical_weights(tiny_sd, tmp_path, kind):
+    """Gradients are averaged across processes (accelerate's DDP), accumulation and checkpointing included."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / kind
+    out.mkdir()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(ROOT / "tests" / "ddp_sync_worker.py"), kind, str(tiny_sd), str(out)]
+    done = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    assert rank0.keys() == rank1.keys() and len(rank0) > 0
+    for name in rank0:
+        torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=1e-6, msg=name)
+    assert any(float(t.abs().max()) > 0 for n, t in rank0.items() if "lora_B" in n)  # it trained
