@@ -10,7 +10,18 @@ the tokenizer's training corpus (``artquant_core.synthart.synthart_corpus``).
 
 from __future__ import annotations
 
+import re
+
+#: The placeholder SynthArt writes in front of the question (LLaVA's spelling).
 IMAGE_TOKEN = "<image>"
+
+#: Every image placeholder records may hold in the human turn: ``<image>`` (LLaVA, SynthArt) and
+#: ``<|image|>`` (mPLUG-Owl2, as the released ArtQuant / DeQA-Score records write it, often after
+#: the question: ``"How would you rate ...?\n<|image|>"``).
+IMAGE_PLACEHOLDERS: tuple[str, ...] = (IMAGE_TOKEN, "<|image|>")
+
+# A placeholder with the white space around it, so "Rate<image>\nthis" keeps one space between words.
+_PLACEHOLDER_PATTERN = re.compile(r"\s*(?:" + "|".join(re.escape(p) for p in IMAGE_PLACEHOLDERS) + r")\s*")
 
 #: The ten score-question paraphrases; the first is the canonical inference prompt.
 SCORE_QUESTIONS: tuple[str, ...] = (
@@ -81,6 +92,17 @@ def score_question(aspect: str | None = None) -> str:
     if aspect not in ATTRIBUTE_QUESTIONS:
         raise ValueError(f"unknown aspect {aspect!r}; known: overall, {', '.join(ATTRIBUTES)}")
     return ATTRIBUTE_QUESTIONS[aspect]
+
+
+def strip_image_placeholders(text: str) -> str:
+    """``text`` without any image placeholder (:data:`IMAGE_PLACEHOLDERS`), wherever it stands.
+
+    Records carry the placeholder of the model they were written for; the scorer's family
+    adapter places the image tokens itself, so a literal placeholder left in the question would
+    reach the language model as plain text. A placeholder between words becomes one space; the
+    result is stripped of leading and trailing white space.
+    """
+    return _PLACEHOLDER_PATTERN.sub(" ", text).strip()
 
 
 def with_image(question: str) -> str:

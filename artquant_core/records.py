@@ -8,9 +8,13 @@ Score record::
 
 Description record: the same without ``gt_score`` / ``level_probs`` and with
 ``"task_type": "description"`` (the gpt turn holds the description). Optional keys:
-``std`` (rater spread, score units), ``attributes`` (``{name: score}``); any other key
-is kept in ``Record.extra`` and written back. Every validation error is a
-``ValueError`` naming the file, the record's index and id, and the field.
+``std`` (rater spread, score units; it sets the spread of the soft label built for a record
+without ``level_probs``), ``attributes`` (``{name: score}``); any other key (e.g. the released
+records' ``gt_score_norm``, ``std_norm``, ``level_probs_org``) is kept in ``Record.extra`` and
+written back. The human turn may hold ``<image>`` or ``<|image|>`` (the released records' spelling,
+often after the question); records keep it as written, and every consumer strips both with
+``prompts.strip_image_placeholders``. Every validation error is a ``ValueError`` naming the file,
+the record's index and id, and the field.
 """
 
 from __future__ import annotations

@@ -20,14 +20,9 @@ from artquant_core._scorer_defaults import (ANSWER_PREFIX, APDD_SCALE, ASPECTS,
                                             DESCRIPTION_QUESTIONS, SCORE_QUESTIONS, attribute_prompt)
 from artquant_core.levels import expected_score_and_spread
 from artquant_core.patch_embed import use_linear_patch_embed
+from artquant_core.prompts import strip_image_placeholders
 from artquant_core.vlm_families import FamilyAdapter, adapter_for
 from artquant_core.vlm_preprocess import prepare_images
-
-
-def _strip_image_placeholder(question: str) -> str:
-    from artquant_core.prompts import IMAGE_TOKEN
-
-    return question.replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "").strip()
 
 
 @dataclass
@@ -124,9 +119,9 @@ class ArtQuantScorer(nn.Module):
         images or ``(3, H, W)`` tensors (sizes may differ; uint8 items are resized with
         the HF processor's uint8 rounding, so no PIL round trip is needed); they go
         through the family's torch-native preprocessing, so gradients
-        flow back to a float tensor input. ``questions``: one per image; a leading
-        ``<image>`` placeholder (as records store the human turn) is dropped, since the
-        family adapter places the image tokens itself.
+        flow back to a float tensor input. ``questions``: one per image; any image
+        placeholder (``<image>`` or ``<|image|>``, as records store the human turn) is dropped,
+        since the family adapter places the image tokens itself.
 
         With ``answers`` the whole chat (question, answer, end-of-turn token) is
         encoded and ``labels`` (-100 except on answer tokens) are added. Without,
@@ -147,7 +142,7 @@ class ArtQuantScorer(nn.Module):
         pixel_inputs, n_tokens = self.pixel_inputs(items, quantize=was_uint8)
         sep, rows, label_rows = self.family.answer_separator, [], []
         for i, question in enumerate(questions):
-            question = _strip_image_placeholder(question)
+            question = strip_image_placeholders(question)
             ids = list(self._tokens(self.family.prompt(question, self.family.image_text(n_tokens[i])), True))
             labels = [-100] * len(ids)
             if answers is not None:

@@ -3,8 +3,9 @@
     python -m scripts.bench_synthart --out /tmp/synthart_bench --n 10000
 
 Prints one JSON line: wall and CPU seconds for writing ``n`` images (single
-process), images/s, the noise-ceiling SRCC, and the pixel baseline's test SRCC
-(ridge on global statistics, fit on train, alpha picked on val).
+process), images/s, the noise-ceiling SRCC, and the pixel baselines' test SRCC
+(ridge on global statistics, and on them plus a 4x4 colour thumbnail; fit on
+train, alpha picked on val).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-baseline", action="store_true")
     args = p.parse_args(argv)
 
-    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.baseline import pixel_baselines_srcc
     from artquant_core.synthart import make_synthart
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -36,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
            "gt_mean": round(meta["gt_mean"], 2), "gt_std": round(meta["gt_std"], 2)}
     if not args.skip_baseline:
         start = time.perf_counter()
-        base = pixel_baseline_srcc(path)
+        bases = pixel_baselines_srcc(path, ("global", "spatial"))
+        base, spatial = bases["global"], bases["spatial"]
         row.update(baseline_test_srcc=round(base["srcc"], 4), baseline_test_plcc=round(base["plcc"], 4),
-                   baseline_alpha=base["alpha"], baseline_s=round(time.perf_counter() - start, 1))
+                   baseline_alpha=base["alpha"], baseline_spatial_test_srcc=round(spatial["srcc"], 4),
+                   baseline_spatial_test_plcc=round(spatial["plcc"], 4), baseline_spatial_alpha=spatial["alpha"],
+                   baseline_s=round(time.perf_counter() - start, 1))
     print(json.dumps(row))
     return 0
 

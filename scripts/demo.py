@@ -54,17 +54,19 @@ def _test_set(out: Path) -> tuple[list, list[float], list[dict[str, Any]]]:
 def step_data(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.baseline import pixel_baselines_srcc
     from artquant_core.synthart import make_synthart
 
     with tqdm(total=cfg.n_images, desc="synthart", unit="img") as bar:
         records = make_synthart(out / "data", n=cfg.n_images, seed=cfg.seed, size=cfg.image_size,
                                 progress=bar.update, rater=cfg.rater)
     meta = json.loads((out / "data" / "synthart_meta.json").read_text())
-    baseline = pixel_baseline_srcc(records)
-    return {"splits": meta["splits"], "ceiling_srcc": meta["ceiling_srcc"], "baseline_test_srcc": baseline["srcc"],
+    baselines = pixel_baselines_srcc(records, ("global", "spatial"))  # position-blind, and with a 4x4 thumbnail
+    blind, spatial = baselines["global"]["srcc"], baselines["spatial"]["srcc"]
+    return {"splits": meta["splits"], "ceiling_srcc": meta["ceiling_srcc"], "baseline_test_srcc": blind,
+            "baseline_spatial_test_srcc": spatial,
             "summary": f"{cfg.n_images} paintings {meta['splits']} rated by {cfg.rater!r}; noise ceiling SRCC {meta['ceiling_srcc']:.3f}, "
-                       f"pixel-statistics baseline test SRCC {baseline['srcc']:.3f}"}
+                       f"pixel-statistics baseline test SRCC {blind:.3f} (global), {spatial:.3f} (spatial)"}
 
 
 def _start_scorer(cfg: DemoConfig):
@@ -147,8 +149,10 @@ def step_evaluate(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
     before = done["pretrained_eval"]["pretrained_test_srcc"]
     return {"scorer_test_srcc": metrics["srcc"], "scorer_test_plcc": metrics["plcc"], "scorer_test_mae": metrics["mae"],
             "n_test": metrics["n"], "examples": examples,
-            "summary": f"test SRCC {metrics['srcc']:.3f} (before fine-tuning {before:.3f}; pixel baseline "
-                       f"{done['data']['baseline_test_srcc']:.3f}; ceiling {done['data']['ceiling_srcc']:.3f})"}
+            "summary": f"test SRCC {metrics['srcc']:.3f} (before fine-tuning {before:.3f}; pixel baselines "
+                       f"{done['data']['baseline_test_srcc']:.3f} global, "
+                       f"{done['data'].get('baseline_spatial_test_srcc', float('nan')):.3f} spatial; "
+                       f"ceiling {done['data']['ceiling_srcc']:.3f})"}
 
 
 def step_tiny_sd(cfg: DemoConfig, out: Path, done: dict) -> dict[str, Any]:
@@ -348,8 +352,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary = build_summary(cfg, done, run_s=time.perf_counter() - start)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     report = write_report(cfg, out, done, summary)
+    spatial = summary.get("baseline_spatial_test_srcc")  # absent from runs begun before the spatial baseline
+    spatial_text = "n/a" if spatial is None else f"{spatial:.3f}"
     print(f"done in {summary['total_s']:.1f} s: scorer test SRCC {summary['scorer_test_srcc']:.3f} "
-          f"(baseline {summary['baseline_test_srcc']:.3f}, ceiling {summary['ceiling_srcc']:.3f}); "
+          f"(baselines {summary['baseline_test_srcc']:.3f} global, "
+          f"{spatial_text} spatial; ceiling {summary['ceiling_srcc']:.3f}); "
           f"held-out ArtQuant reward: DDPO {summary['ddpo_eval_reward_first']:.4f} -> "
           f"{summary['ddpo_eval_reward_last']:.4f}, reward-gradient {summary['reward_grad_eval_reward_first']:.4f} -> "
           f"{summary['reward_grad_eval_reward_last']:.4f}; "

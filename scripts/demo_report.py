@@ -14,6 +14,7 @@ from scripts.report_html import HtmlReport
 _FROM_STEPS = {
     "ceiling_srcc": ("data", "ceiling_srcc"),
     "baseline_test_srcc": ("data", "baseline_test_srcc"),
+    "baseline_spatial_test_srcc": ("data", "baseline_spatial_test_srcc"),
     "scorer_pretrained_test_srcc": ("pretrained_eval", "pretrained_test_srcc"),
     "scorer_source": ("pretrained_eval", "scorer_source"),
     "scorer_test_srcc": ("evaluate", "scorer_test_srcc"),
@@ -120,7 +121,9 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
         ["noise ceiling (clean vs noisy ground truth)", summary["ceiling_srcc"]],
         ["fine-tuned scorer", summary["scorer_test_srcc"]],
         [f"before fine-tuning ({summary['scorer_source']})", summary["scorer_pretrained_test_srcc"]],
-        ["pixel-statistics ridge baseline", summary["baseline_test_srcc"]],
+        ["pixel-statistics ridge baseline (global statistics)", summary["baseline_test_srcc"]],
+        ["pixel-statistics ridge baseline (+ 4x4 colour thumbnail)",
+         "n/a" if summary.get("baseline_spatial_test_srcc") is None else summary["baseline_spatial_test_srcc"]],
     ], header=["test split SRCC", "value"])
     r.paragraph(f"Test split: {summary['n_test']} paintings; fine-tuned PLCC {_fmt(summary['scorer_test_plcc'])}, "
                 f"MAE {_fmt(summary['scorer_test_mae'])} (scores 1–10).")

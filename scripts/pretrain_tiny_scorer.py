@@ -171,7 +171,7 @@ def ship(run_dir: Path, info: dict, ship_dir: Path | None = None, fresh_seed: in
     import torch
 
     from artquant_core import make_synthart
-    from artquant_core.baseline import pixel_baseline_srcc
+    from artquant_core.baseline import pixel_baselines_srcc
     from artquant_core.images import load_image, pil_to_uint8_tensor
     from artquant_core.metrics import evaluate_scores
     from artquant_core.records import load_records
@@ -197,12 +197,14 @@ def ship(run_dir: Path, info: dict, ship_dir: Path | None = None, fresh_seed: in
         aspects = {a: evaluate_scores(scorer.score(images[:200], aspect=a, batch_size=100).score,
                                       [r.attributes[a] for r in records[:200]])["srcc"]
                    for a in SCORE_NAMES if a != "overall"}
-    baseline = pixel_baseline_srcc(fresh)
+    baselines = pixel_baselines_srcc(fresh, ("global", "spatial"))
+    baseline = baselines["global"]
     meta = json.loads((fresh.parent / "synthart_meta.json").read_text())
     summary = {**info, "family": family, "run_final_metrics": state, "fresh_seed": fresh_seed, "fresh_n": len(records),
                "fresh_test_srcc": fresh_metrics["srcc"], "fresh_test_plcc": fresh_metrics["plcc"],
                "fresh_aspect_srcc_first200": aspects,
-               "pixel_baseline_srcc": baseline["srcc"], "ceiling_srcc": meta.get("ceiling_srcc"),
+               "pixel_baseline_srcc": baseline["srcc"], "pixel_baseline_spatial_srcc": baselines["spatial"]["srcc"],
+               "ceiling_srcc": meta.get("ceiling_srcc"),
                "beats_pixel_baseline": bool(fresh_metrics["srcc"] > baseline["srcc"])}
     (ship_dir / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps(summary, indent=2, default=str))

@@ -35,7 +35,7 @@ def test_quick_summary_has_the_contract_keys_and_sane_values(quick_run):
     summary = json.loads((out / "summary.json").read_text())
     for key in REQUIRED:
         assert isinstance(summary[key], (int, float)) and math.isfinite(summary[key]), key
-    for key in ("scorer_test_srcc", "baseline_test_srcc", "scorer_pretrained_test_srcc"):
+    for key in ("scorer_test_srcc", "baseline_test_srcc", "baseline_spatial_test_srcc", "scorer_pretrained_test_srcc"):
         assert -1.0 <= summary[key] <= 1.0, key
     assert 0.5 < summary["ceiling_srcc"] <= 1.0
     for key in ("ddpo_reward_first", "ddpo_reward_last", "reward_grad_reward_first", "reward_grad_reward_last",

@@ -31,3 +31,12 @@ def test_preset_parses_as_training_config(name):
     cpu_only = [] if torch.cuda.is_available() else ["--bf16", "false"]
     config = parse_config(training.ScorerTrainingConfig, ["--config", str(ROOT / "configs" / name), *cpu_only])
     assert config.model_name_or_path == PRESETS[name]
+
+
+@pytest.mark.parametrize("name", sorted(set(PRESETS) | {"scorer_llava_1_5_7b_lora.yaml", "scorer_qwen2_5_vl_7b_lora.yaml"}))
+def test_reference_recipes_train_the_vision_tower(name):
+    # the reference (DeQA-Score / ArtQuant on mPLUG-Owl2) trains its vision encoder and abstractor
+    # (freeze_vision_model False, tune_visual_abstractor True); with LoRA here that is train_vision_tower
+    text = (ROOT / "configs" / name).read_text()
+    assert "reference recipe" in text
+    assert yaml.safe_load(text)["train_vision_tower"] is True

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy.stats import spearmanr
 
 from artquant_core import prompts
-from artquant_core.baseline import fit_pixel_baseline, pixel_baseline_srcc, pixel_features
+from artquant_core.baseline import (fit_pixel_baseline, pixel_baseline_srcc, pixel_baselines_srcc, pixel_features,
+                                    thumbnail_features)
 from artquant_core.levels import APDD_SCALE, level_probs_to_score
 from artquant_core.records import load_records
 from artquant_core.synthart import SCORE_NAMES, make_synthart, synthart_corpus
@@ -188,11 +190,13 @@ def test_prompt_constants():
 def test_pixel_baseline_stays_well_below_the_noise_ceiling(tmp_path):
     path = make_synthart(tmp_path / "b", 800, seed=7)
     meta = json.loads((tmp_path / "b/synthart_meta.json").read_text())
-    result = pixel_baseline_srcc(path)
+    both = pixel_baselines_srcc(path)  # global statistics, and with the 4x4 colour thumbnail
+    result = both["global"]
     assert result["n_train"] == 640 and result["n_test"] == 80
     assert meta["ceiling_srcc_all"] > 0.93
     assert 0.1 < result["srcc"] < 0.7
     assert result["srcc"] < meta["ceiling_srcc_all"] - 0.25
+    assert both["spatial"]["features"] == "spatial" and both["spatial"]["srcc"] < meta["ceiling_srcc_all"] - 0.25
 
 
 def test_pixel_baseline_fits_what_global_statistics_can_see(tmp_path):
@@ -209,6 +213,42 @@ def test_pixel_baseline_fits_what_global_statistics_can_see(tmp_path):
     model = fit_pixel_baseline(records[:40])
     pred = model.predict(images[40:])
     assert spearmanr(pred, [r["gt_score"] for r in records[40:]]).statistic > 0.95
+
+
+def test_thumbnail_is_the_exact_area_average():
+    image = np.zeros((8, 8, 3))
+    image[:4, :4] = 1.0  # top-left quadrant white
+    thumb = thumbnail_features(image).reshape(4, 4, 3)
+    assert np.allclose(thumb[:2, :2], 1.0) and np.allclose(thumb[2:], 0.0) and np.allclose(thumb[:, 2:], 0.0)
+    # sizes that do not divide by 4: a pixel counts by its overlap with each cell, so the mean is kept
+    rng = np.random.default_rng(1)
+    odd = rng.integers(0, 256, (10, 7, 3)).astype(np.uint8)
+    assert thumbnail_features(odd).reshape(16, 3).mean(0) == pytest.approx(odd.mean((0, 1)) / 255, abs=1e-12)
+    assert np.allclose(thumbnail_features(np.full((9, 13, 3), 51, np.uint8)), 0.2)
+    with pytest.raises(ValueError, match="3x3 is smaller than the 4x4 grid"):
+        thumbnail_features(np.zeros((3, 3, 3)))
+
+
+def test_spatial_baseline_learns_where_things_are_and_the_global_one_cannot(tmp_path):
+    # the score is the horizontal position of a white square on a noisy grey ground: every global
+    # statistic is the same wherever the square sits, a 4x4 colour thumbnail sees it move
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(240):
+        image = (118 + rng.integers(0, 20, (16, 16, 3))).astype(np.uint8)
+        row, col = rng.integers(0, 13, 2)
+        image[row:row + 4, col:col + 4] = 255
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        split = "train" if i < 140 else "val" if i < 180 else "test"
+        records.append({"id": str(i), "image": f"{i}.png", "gt_score": 1 + 9 * col / 12, "split": split})
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(records))
+    blind, spatial = (pixel_baseline_srcc(path, features=name) for name in ("global", "spatial"))
+    assert spatial["srcc"] > 0.9 and abs(blind["srcc"]) < 0.4, (blind["srcc"], spatial["srcc"])
+    with pytest.raises(ValueError, match="unknown baseline feature set 'layout'; known: global, spatial"):
+        pixel_baseline_srcc(path, features="layout")
+    model = fit_pixel_baseline(records[:140], tmp_path, features="spatial")
+    assert model.features == "spatial" and len(model.predict([tmp_path / "0.png"])) == 1
 
 
 def test_cli_writes_the_data_set_and_reports_bad_arguments(tmp_path):

@@ -119,6 +119,35 @@ def test_score_record_without_score_and_description_without_text_are_named(setup
         train_scorer(config)
 
 
+def test_a_records_std_shapes_its_soft_label(tmp_path):
+    import numpy as np
+
+    from artquant_core.levels import APDD_SCALE, score_to_level_probs
+    from artquant_core.records import Record
+    from artquant_core.training.data import build_examples
+
+    def record(rid, std=None, level_probs=None):
+        return Record(id=rid, image="x.png", gt_score=6.0, std=std, level_probs=level_probs,
+                      conversations=[{"from": "human", "value": "<|image|>q"}])
+
+    rows = [record("narrow", std=0.6), record("wide", std=2.5), record("none"),
+            record("given", std=2.5, level_probs=[0.0, 0.5, 0.5, 0.0, 0.0])]
+    narrow, wide, none, given = (np.array(e.target) for e in build_examples(rows, ["score"], APDD_SCALE, tmp_path))
+    anchors = np.array(APDD_SCALE.anchors)
+    for label in (narrow, wide, none):
+        assert label @ anchors == pytest.approx(6.0, abs=1e-6)  # every label keeps the score as its mean
+
+    def entropy(p):
+        return float(-(p[p > 0] * np.log(p[p > 0])).sum())
+
+    # same score, different std: different labels, the wider one flatter
+    assert not np.allclose(narrow, wide) and entropy(wide) > entropy(narrow) and wide.max() < narrow.max()
+    # no std: exactly what it was before (the default spread)
+    assert np.allclose(none, score_to_level_probs(np.array([6.0]), APDD_SCALE)[0], atol=1e-12)
+    # a record's own level_probs still win over its std
+    assert np.allclose(given, [0.0, 0.5, 0.5, 0.0, 0.0])
+
+
 def test_unreadable_image_is_named_or_skipped_and_counted(setup, tmp_path):
     from artquant_core.training import ScorerTrainingConfig, train_scorer
 

@@ -54,7 +54,7 @@ def test_pair_fidelity_over_all_pairs_and_gradient_direction():
     mu = torch.tensor([5.0, 6.0, 4.0], requires_grad=True)
     sigma = torch.ones(3)
     gt = torch.tensor([8.0, 2.0, 5.0])
-    loss = pair_fidelity_loss(mu, sigma, gt, fixed_sigma=True)
+    loss = pair_fidelity_loss(mu, sigma, gt, sigma_mode="fixed")
     pairs = [(0, 1), (0, 2), (1, 2)]
     hand = 0.0
     for i, j in pairs:
@@ -65,6 +65,67 @@ def test_pair_fidelity_over_all_pairs_and_gradient_direction():
     loss.backward()
     assert mu.grad[0] < 0 and mu.grad[1] > 0  # push the best image up, the worst down
     assert float(pair_fidelity_loss(mu[:1], sigma[:1], gt[:1])) == 0.0
+
+
+def test_pair_loss_default_is_the_references_fixed_sigma_and_ignores_the_spread():
+    # DeQA-Score's recipe: use_fix_std (a spread of 1 per image on the predicted side), target from the records' std
+    mu, gt, gt_std = torch.tensor([6.0, 5.0, 4.5]), torch.tensor([5.5, 5.4, 3.0]), torch.tensor([1.5, 0.5, 1.0])
+    narrow = pair_fidelity_loss(mu, torch.full((3,), 0.3), gt, gt_std)
+    assert float(narrow) == pytest.approx(float(pair_fidelity_loss(mu, torch.ones(3), gt, gt_std, "predicted")))
+    # a NaN (unknown) record std counts as 1
+    assert float(pair_fidelity_loss(mu, torch.ones(3), gt, torch.tensor([float("nan"), 1.0, 1.0]))) == pytest.approx(
+        float(pair_fidelity_loss(mu, torch.ones(3), gt, torch.ones(3))))
+
+
+@pytest.mark.parametrize("mode", ["fixed", "detached"])
+def test_pair_loss_cannot_be_lowered_by_inflating_the_predicted_spread(mode):
+    # nearly tied ground truth (g ~ 0.5), confidently ordered prediction: a wider spread would pull p to 0.5
+    mu = torch.tensor([6.0, 5.0], requires_grad=True)
+    sigma = torch.tensor([0.3, 0.3], requires_grad=True)
+    gt, gt_std = torch.tensor([5.5, 5.4]), torch.tensor([1.0, 1.0])
+    loss = pair_fidelity_loss(mu, sigma, gt, gt_std, sigma_mode=mode)
+    loss.backward()
+    assert sigma.grad is None or float(sigma.grad.abs().max()) == 0.0  # no gradient through the spread
+    assert float(mu.grad.abs().max()) > 0  # the means still learn
+    if mode == "fixed":  # the value ignores the spread too
+        assert float(pair_fidelity_loss(mu, sigma * 10, gt, gt_std, mode)) == pytest.approx(float(loss))
+    # the opt-in "predicted" mode is hackable: inflating the spread lowers the loss
+    hackable_sigma = sigma.detach().clone().requires_grad_(True)
+    hackable = pair_fidelity_loss(mu.detach(), hackable_sigma, gt, gt_std, sigma_mode="predicted")
+    hackable.backward()
+    assert float(hackable_sigma.grad.sum()) < 0
+    assert float(pair_fidelity_loss(mu, sigma * 10, gt, gt_std, "predicted")) < float(hackable)
+
+
+def test_pair_loss_through_the_level_distribution_moves_only_the_mean():
+    # from level logits, the default loss's gradient is (d loss / d mu) * (d mu / d logits): nothing
+    # flows through the spread, so it has no incentive to flatten the distribution
+    anchors = torch.tensor([10.0, 7.5, 5.0, 3.5, 1.0])
+    start = torch.tensor([[0.0, 3.0, 1.0, -1.0, -2.0], [-1.0, 0.5, 2.5, 0.5, -1.0]])
+    gt = torch.tensor([5.2, 5.1])
+
+    def gradients(mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = start.clone().requires_grad_(True)
+        mu, sigma = expected_score(torch.softmax(logits, -1), anchors)
+        loss = pair_fidelity_loss(mu, sigma, gt, torch.ones(2), sigma_mode=mode)
+        grad_logits, grad_mu = torch.autograd.grad(loss, [logits, mu])
+        probs = torch.softmax(start, -1)
+        d_mu = probs * (anchors - (probs * anchors).sum(-1, keepdim=True))  # d mu / d logits
+        return grad_logits, grad_mu[:, None] * d_mu
+
+    for mode in ("fixed", "detached"):
+        through_logits, through_mean_only = gradients(mode)
+        assert torch.allclose(through_logits, through_mean_only, atol=1e-7), mode
+    through_logits, through_mean_only = gradients("predicted")
+    assert not torch.allclose(through_logits, through_mean_only, atol=1e-7)
+
+
+def test_pair_sigma_config_field_defaults_to_fixed_and_names_bad_values():
+    from artquant_core.training import ScorerTrainingConfig
+
+    assert ScorerTrainingConfig(output_dir="/tmp/unused").pair_sigma == "fixed"
+    with pytest.raises(ValueError, match="pair_sigma.*fixed, detached, predicted.*'learned'"):
+        ScorerTrainingConfig(output_dir="/tmp/unused", pair_sigma="learned")
 
 
 def test_expected_score_and_spread():

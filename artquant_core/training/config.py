@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from artquant_core.training.losses import PAIR_SIGMA_MODES
+
 TASKS = ("score", "description", "attributes", "pair")
 
 
@@ -53,8 +55,11 @@ class ScorerTrainingConfig(TrainingArguments):
     pair_weight: float = field(default=1.0, metadata={"help": "Weight of the Thurstone fidelity loss (pair task)."})
     level_softmax: str = field(default="vocab", metadata={
         "help": "'vocab': KL against the full-vocabulary softmax (the method); 'levels': over the level tokens only."})
-    pair_fixed_sigma: bool = field(default=False, metadata={
-        "help": "Pair task: use a spread of 1 for every image instead of the predicted/GT spreads."})
+    pair_sigma: str = field(default="fixed", metadata={
+        "help": "Pair task, spreads of the predicted preference: 'fixed' (1 per image, the reference's "
+                "DeQA-Score recipe), 'detached' (the predicted spreads without their gradient) or 'predicted' "
+                "(with it: the model can then lower the loss by inflating its spread). The target always "
+                "uses the records' std (1 where absent)."})
     # --- parameters trained ----------------------------------------------
     use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
     lora_rank: int = field(default=128)
@@ -107,6 +112,8 @@ class ScorerTrainingConfig(TrainingArguments):
         if self.vision_warmup_steps < 0 or self.vision_warmup_batch_size < 1:
             raise ValueError(f"vision_warmup_steps must be >= 0 and vision_warmup_batch_size >= 1, got "
                              f"{self.vision_warmup_steps} and {self.vision_warmup_batch_size}")
+        if self.pair_sigma not in PAIR_SIGMA_MODES:
+            raise ValueError(f"pair_sigma must be one of {', '.join(PAIR_SIGMA_MODES)}, got {self.pair_sigma!r}")
         if self.level_softmax not in ("vocab", "levels"):
             raise ValueError(f"level_softmax must be 'vocab' or 'levels', got {self.level_softmax!r}")
         for name in ("description_weight", "score_weight", "kl_weight", "pair_weight"):

@@ -16,8 +16,9 @@ from typing import Any, Sequence
 
 import torch
 
+from artquant_core.prompts import strip_image_placeholders
+
 TASK_IDS = {"score": 0, "description": 1, "attribute": 2}
-IMAGE_PLACEHOLDER = "<image>"
 
 
 @dataclass
@@ -38,7 +39,7 @@ def _turns(record: Any) -> tuple[str | None, str | None]:
     human = next((t.get("value") for t in conv if t.get("from") in ("human", "user")), None)
     gpt = next((t.get("value") for t in conv if t.get("from") in ("gpt", "assistant")), None)
     if human is not None:
-        human = human.replace(IMAGE_PLACEHOLDER, "").strip()
+        human = strip_image_placeholders(human)
     return human, gpt
 
 
@@ -60,15 +61,18 @@ def build_examples(records: Sequence[Any], tasks: Sequence[str], scale, image_ro
 
     ``attributes_per_record`` (0 = all) keeps a seeded random subset of each
     record's attribute scores; ``description_fraction`` a seeded random share of
-    the description records (they are long: a few cost as much as many scores). Soft labels come from the record's ``level_probs`` or, when it has none,
-    from ``score_to_level_probs`` (one vectorised call for the whole set).
+    the description records (they are long: a few cost as much as many scores). Soft labels come
+    from the record's ``level_probs`` or, when it has none, from ``score_to_level_probs`` (one
+    vectorised call for the whole set) with the record's ``std`` (rater spread, score units) as
+    the Gaussian's sigma, or ``default_spread(scale)`` where the record has no ``std`` (attribute
+    scores never do). Questions lose their image placeholders (``prompts.strip_image_placeholders``).
     Raises ``ValueError`` naming the file, record index and id for a score
     record without a score or a description record without text.
     """
     import numpy as np
 
     from artquant_core import prompts
-    from artquant_core.levels import score_to_level_probs
+    from artquant_core.levels import default_spread, score_to_level_probs
 
     root = Path(image_root)
     rng = random.Random(seed)
@@ -114,7 +118,10 @@ def build_examples(records: Sequence[Any], tasks: Sequence[str], scale, image_ro
         raise ValueError(f"{source}: no training examples for tasks {list(tasks)}")
     if need_labels:
         scores = np.array([examples[k].gt_score for k in need_labels], dtype=np.float64)
-        for k, probs in zip(need_labels, score_to_level_probs(scores, scale)):
+        stds = np.array([examples[k].gt_std for k in need_labels], dtype=np.float64)
+        # a record's rater spread shapes its label (wider -> flatter); without one, the fixed default
+        sigmas = np.where(np.isnan(stds), default_spread(scale), stds)
+        for k, probs in zip(need_labels, score_to_level_probs(scores, scale, std=sigmas)):
             examples[k].target = tuple(float(p) for p in probs)
     for ex in examples:
         if ex.task == "score" and (not ex.answer or ex.aspect is not None):

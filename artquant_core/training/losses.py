@@ -98,24 +98,44 @@ def fidelity_loss(p: torch.Tensor, g: torch.Tensor, eps: float = 1e-12) -> torch
     return (1.0 - pg - qh).mean()
 
 
+#: How the predicted side of the pair loss gets its spreads (``pair_fidelity_loss(sigma_mode=...)``).
+PAIR_SIGMA_MODES = ("fixed", "detached", "predicted")
+
+#: The spread each image gets where a spread is fixed or unknown (score units; DeQA-Score's 1).
+FIXED_PAIR_SIGMA = 1.0
+
+
 def pair_fidelity_loss(pred_mu: torch.Tensor, pred_sigma: torch.Tensor, gt: torch.Tensor,
-                       gt_std: torch.Tensor | None = None, fixed_sigma: bool = False) -> torch.Tensor:
+                       gt_std: torch.Tensor | None = None, sigma_mode: str = "fixed") -> torch.Tensor:
     """Thurstone fidelity loss over every pair (i < j) of a batch's score examples.
 
-    Predicted and target preference probabilities are formed the same way;
-    with ``fixed_sigma`` both use a spread of 1, otherwise the predicted
-    spreads and the ground-truth ``gt_std`` (1 where unknown).
+    Target: ``g = Phi((gt_i - gt_j) / sqrt(std_i^2 + std_j^2))`` with the records' rater spreads
+    ``gt_std`` (``FIXED_PAIR_SIGMA`` where unknown or NaN), a constant. Prediction, by ``sigma_mode``:
+
+    - ``"fixed"`` (default, the reference's): ``p = Phi((mu_i - mu_j) / sqrt(2))``, a spread of
+      ``FIXED_PAIR_SIGMA`` per image; ``pred_sigma`` is not used, so the loss only moves the means.
+      DeQA-Score's released recipes set both ``use_fix_std`` and ``detach_pred_std``; in its
+      rating loss ``use_fix_std`` takes precedence, so the fixed spread is what actually trains
+      (its target keeps the records' stds, as here).
+    - ``"detached"``: the predicted spreads, detached (DeQA-Score's ``detach_pred_std`` alone):
+      they scale the gap, but no gradient reaches them.
+    - ``"predicted"``: the predicted spreads with their gradient. The model can then lower the
+      loss by inflating its spread (every ``p`` moves towards 1/2), so use it knowingly.
     """
+    if sigma_mode not in PAIR_SIGMA_MODES:
+        raise ValueError(f"pair sigma mode must be one of {PAIR_SIGMA_MODES}, got {sigma_mode!r} "
+                         f"(config field pair_sigma)")
     n = pred_mu.shape[0]
     if n < 2:
         return pred_mu.sum() * 0.0
     i, j = torch.triu_indices(n, n, offset=1, device=pred_mu.device)
     gt = gt.to(pred_mu)
-    if fixed_sigma:
-        p = thurstone_prob(pred_mu[i], pred_mu[j])
-        g = thurstone_prob(gt[i], gt[j])
+    if sigma_mode == "fixed":
+        p = thurstone_prob(pred_mu[i], pred_mu[j], FIXED_PAIR_SIGMA, FIXED_PAIR_SIGMA)
     else:
-        p = thurstone_prob(pred_mu[i], pred_mu[j], pred_sigma[i], pred_sigma[j])
-        std = torch.ones_like(gt) if gt_std is None else gt_std.to(pred_mu)
-        g = thurstone_prob(gt[i], gt[j], std[i], std[j])
+        sigma = pred_sigma.detach() if sigma_mode == "detached" else pred_sigma
+        p = thurstone_prob(pred_mu[i], pred_mu[j], sigma[i], sigma[j])
+    std = torch.full_like(gt, FIXED_PAIR_SIGMA) if gt_std is None else gt_std.to(pred_mu)
+    std = torch.where(torch.isnan(std), torch.full_like(std, FIXED_PAIR_SIGMA), std)
+    g = thurstone_prob(gt[i], gt[j], std[i], std[j])
     return fidelity_loss(p, g.detach())

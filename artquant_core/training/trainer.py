@@ -62,8 +62,7 @@ class ScorerTrainer(Trainer):
             pair_logits = logits[overall, positions[overall] - 1]
             probs = level_log_probs(pair_logits, level_ids[overall], "levels").exp()
             mu, sigma = expected_score(probs, self.scorer.anchors.to(probs.device))
-            std = torch.where(torch.isnan(gt_std[overall]), torch.ones_like(gt_std[overall]), gt_std[overall])
-            loss_pair = pair_fidelity_loss(mu, sigma, gt[overall], std, cfg.pair_fixed_sigma)
+            loss_pair = pair_fidelity_loss(mu, sigma, gt[overall], gt_std[overall], cfg.pair_sigma)
             loss = loss + cfg.pair_weight * loss_pair
         if model.training:
             for key, value in zip(AUX_KEYS, (loss_desc, loss_answer, loss_kl, loss_pair)):
