@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artquant_core._lazy import lazy_exports
+from artquant_core.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DDPOConfig": "ddpo_config",

@@ -58,7 +58,8 @@ class RewardGradTrainer(FineTuningTrainer):
         self.global_step = int(state.get("global_step", 0))
 
     # -- one batch of images, differentiable through the last K steps -------------------------
-    def _guided_eps(self, unet, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    def noise_prediction(self, unet, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """The guided noise prediction of ``unet`` at ``(latents, t)``, in float32 (autocast inside)."""
         s = self.setup
         with s.accelerator.autocast():
             x_in = s.scheduler.scale_model_input(latents, t)
@@ -77,6 +78,12 @@ class RewardGradTrainer(FineTuningTrainer):
         For two DDIM Gaussians of equal variance the per-step KL is this difference times a
         step-dependent factor, so it is a KL up to that weighting, not the KL itself.
         """
+        images, drift, _ = self.trajectory(prompts, generator)
+        return images, drift
+
+    def trajectory(self, prompts: list[str], generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """:meth:`generate`, plus the detached latents x_T, ..., x_0 of the path taken (``T + 1`` tensors)."""
         cfg, s = self.config, self.setup
         device, k = s.accelerator.device, cfg.truncated_backprop_steps
         embeds = s.encode(prompts)
@@ -85,6 +92,7 @@ class RewardGradTrainer(FineTuningTrainer):
         latents = initial_latents(len(prompts), s.policy_unet(), s.scheduler, cfg.resolution, s.vae_scale,
                                   generator, device, torch.float32)
         drift = torch.zeros((), device=device)
+        path = [latents.detach()]
         for i, t in enumerate(timesteps):
             with_grad = i >= len(timesteps) - k
             # The graph-free steps run the unwrapped UNet: a distributed wrapper's forward would
@@ -92,23 +100,24 @@ class RewardGradTrainer(FineTuningTrainer):
             unet = s.unet if with_grad else s.policy_unet()
             with torch.set_grad_enabled(with_grad):
                 if with_grad and cfg.gradient_checkpointing:
-                    eps = checkpoint(self._guided_eps, unet, latents, t, embeds, use_reentrant=False)
+                    eps = checkpoint(self.noise_prediction, unet, latents, t, embeds, use_reentrant=False)
                 else:
-                    eps = self._guided_eps(unet, latents, t, embeds)
+                    eps = self.noise_prediction(unet, latents, t, embeds)
                 if with_grad and cfg.kl_coef > 0:
                     with torch.no_grad(), s.reference_policy() as reference:
-                        ref = self._guided_eps(reference, latents.detach(), t, embeds)
+                        ref = self.noise_prediction(reference, latents.detach(), t, embeds)
                     drift = drift + ((eps - ref) ** 2).mean() / k
                 noise = None
                 if cfg.sample_eta > 0:  # drawn on the CPU generator: same noise on any device
                     noise = torch.randn(latents.shape, generator=generator).to(device)
                 latents = ddim_step_full(s.scheduler, eps, t, latents, cfg.sample_eta,
                                          variance_noise=noise).prev_sample
+            path.append(latents.detach())
         if cfg.gradient_checkpointing:
             images = checkpoint(self._decode, latents, use_reentrant=False)
         else:
             images = self._decode(latents)
-        return images, drift
+        return images, drift, path
 
     # -- training --------------------------------------------------------------------------------
     def _micro_batch(self, epoch: int, update: int, micro: int) -> tuple[list[str], torch.Generator]:

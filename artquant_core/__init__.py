@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artquant_core._lazy import lazy_exports
+from artquant_core.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "LevelScale": "levels",
@@ -15,6 +15,8 @@ _EXPORTS = {
     "write_records": "records",
     "load_image": "images",
     "to_image_batch": "images",
+    "image_batch": "images",
+    "ImageBatch": "images",
     "make_synthart": "synthart",
     "evaluate_scores": "metrics",
     "ArtQuantScorer": "scorer",

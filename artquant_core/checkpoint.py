@@ -24,7 +24,7 @@ import torch
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             with open(os.path.join(dirpath, name), "rb") as fh:
@@ -42,7 +42,7 @@ def atomic_directory(final_dir: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         if final_dir.exists():
             old = final_dir.parent / f".old-{final_dir.name}-{os.getpid()}"
             os.replace(final_dir, old)

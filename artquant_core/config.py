@@ -49,11 +49,12 @@ def load_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
 
 
 def parse_config(config_cls: type[T], argv: Sequence[str] | None = None,
-                 config_path: str | Path | None = None, **overrides: Any) -> T:
+                 config_path: str | Path | None = None, defaults: dict[str, Any] | None = None,
+                 **overrides: Any) -> T:
     """Build ``config_cls`` from an optional YAML file, ``--key value`` args and keyword overrides.
 
-    Precedence: keyword ``overrides`` > command line > YAML > dataclass defaults.
-    ``argv`` may itself contain ``--config PATH``.
+    Precedence: keyword ``overrides`` > command line > YAML > ``defaults`` (a preset, e.g. the
+    demo's ``--quick``) > dataclass defaults. ``argv`` may itself contain ``--config PATH``.
     """
     from transformers import HfArgumentParser
 
@@ -73,9 +74,12 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None,
     for key in overrides:
         if key not in known:
             raise _unknown_key_error(key, known, "keyword overrides")
+    for key in defaults or {}:
+        if key not in known:
+            raise _unknown_key_error(key, known, "preset defaults")
 
-    defaults = load_yaml_config(config_path, config_cls) if config_path else {}
-    defaults.update(overrides)
+    defaults = {**(defaults or {}), **(load_yaml_config(config_path, config_cls) if config_path else {}),
+                **overrides}
     parser = HfArgumentParser(config_cls)
     # YAML values become defaults so the command line still wins; a required
     # field given in the file must not be demanded again on the command line.

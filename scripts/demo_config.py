@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,30 +111,12 @@ QUICK_PRESET: dict[str, Any] = {
 
 def parse_demo_args(argv: list[str]) -> DemoConfig:
     """``[--quick] [--config YAML] [--key value ...]``; precedence: command line > YAML > preset > defaults."""
-    from artquant_core.config import load_yaml_config, parse_config
+    from artquant_core.config import parse_config
 
     argv = list(argv)
     quick = "--quick" in argv
     argv = [a for a in argv if a != "--quick"]
-    values: dict[str, Any] = dict(QUICK_PRESET) if quick else {}
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ValueError("--config needs a path")
-        values.update(load_yaml_config(argv[i + 1], DemoConfig))
-        del argv[i:i + 2]
-    if not values:
-        config = parse_config(DemoConfig, argv)
-    else:
-        import yaml
-
-        fd, tmp = tempfile.mkstemp(suffix=".yaml")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                yaml.safe_dump(values, fh)
-            config = parse_config(DemoConfig, argv, config_path=tmp)
-        finally:
-            os.unlink(tmp)
+    config = parse_config(DemoConfig, argv, defaults=dict(QUICK_PRESET) if quick else None)
     config.validate()
     return config
 

@@ -51,51 +51,31 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     """
     from torch.utils.checkpoint import checkpoint
 
-    from alignment.ddim import ddim_step_full, ddim_step_with_logprob
-    from alignment.lora import add_lora
-    from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
-    from alignment.reward_checks import check_differentiable
-    from alignment.run_setup import load_reward_spec
+    from alignment import RewardGradConfig, RewardGradTrainer
+    from alignment.ddim import ddim_step_with_logprob
     from alignment.run_config import DEFAULT_PROMPTS
-    from alignment.sampling import PromptEncoder, decode_latents, guided_noise_pred, initial_latents
+    from alignment.sampling import derive_seed
 
     if n < 2 * batch_size or n % (2 * batch_size):
         raise ValueError(f"n must be a positive multiple of 2 * batch_size ({2 * batch_size}), got {n}")
     if eta <= 0:
         raise ValueError(f"eta must be > 0 (DDPO's log-probability is undefined at eta 0), got {eta}")
-    import_model_libraries()
-    reward = load_reward_spec(reward_spec, "reward")
-    check_differentiable(reward)
-    pipe = load_sd_pipeline(resolve_pretrained(pretrained_model, cache_dir, seed))
-    unet, vae, scheduler = pipe.unet, pipe.vae, pipe.scheduler
-    torch.manual_seed(seed)
-    params = add_lora(unet, lora_rank)
-    encode = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
-    negative = encode([""])
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     prompts = list(prompts or DEFAULT_PROMPTS)
-    scheduler.set_timesteps(num_steps)
-
-    def eps_of(latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        x_in = scheduler.scale_model_input(latents, t)
-        return guided_noise_pred(unet, x_in, t, embeds, negative, guidance_scale).float()
-
-    gen = torch.Generator().manual_seed(seed + 1)
+    # The reward-gradient trainer's own sampler, with the graph through every step (K = num_steps).
+    trainer = RewardGradTrainer(RewardGradConfig(
+        pretrained_model=pretrained_model, reward=reward_spec, output_dir=str(cache_dir), prompts=prompts,
+        eval_prompts=[], seed=seed, sample_num_steps=num_steps, truncated_backprop_steps=num_steps,
+        sample_eta=eta, guidance_scale=guidance_scale, resolution=resolution, lora_rank=lora_rank))
+    s = trainer.setup
+    params = s.trainable_params
     batches, rewards, pathwise = [], [], []
-    for start in range(0, n, batch_size):
+    for b, start in enumerate(range(0, n, batch_size)):
         batch_prompts = [prompts[(start + i) % len(prompts)] for i in range(batch_size)]
-        embeds = encode(batch_prompts)
-        latents = initial_latents(batch_size, unet, scheduler, resolution, vae_scale, gen, "cpu", torch.float32)
-        path = [latents]
-        for t in scheduler.timesteps:  # the graph runs through every step; checkpointing keeps one latent each
-            eps = checkpoint(eps_of, latents, t, embeds, use_reentrant=False)
-            noise = torch.randn(latents.shape, generator=gen)
-            latents = ddim_step_full(scheduler, eps, t, latents, eta, variance_noise=noise).prev_sample
-            path.append(latents.detach())
-        values = reward(checkpoint(decode_latents, vae, latents, use_reentrant=False), batch_prompts).float()
+        images, _, path = trainer.trajectory(batch_prompts, torch.Generator().manual_seed(derive_seed(seed, b)))
+        values = s.reward(images, batch_prompts).float()
         pathwise.append(_flat_grad(values.sum(), params))
         rewards.append(values.detach())
-        batches.append((embeds, path))
+        batches.append((s.encode(batch_prompts), path))
     all_rewards = torch.cat(rewards)
     advantages = (all_rewards - all_rewards.mean()) / (all_rewards.std() + 1e-8)
     if per_prompt:
@@ -107,9 +87,9 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     score_function = []
     for k, (embeds, path) in enumerate(batches):
         log_prob = 0
-        for i, t in enumerate(scheduler.timesteps):
-            eps = checkpoint(eps_of, path[i], t, embeds, use_reentrant=False)
-            log_prob = log_prob + ddim_step_with_logprob(scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
+        for i, t in enumerate(s.scheduler.timesteps):
+            eps = checkpoint(trainer.noise_prediction, s.unet, path[i], t, embeds, use_reentrant=False)
+            log_prob = log_prob + ddim_step_with_logprob(s.scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
         adv = advantages[k * batch_size:(k + 1) * batch_size]
         score_function.append(_flat_grad((adv * log_prob).sum(), params))
     half = len(batches) // 2

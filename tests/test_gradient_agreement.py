@@ -8,14 +8,15 @@ from scripts.gradient_agreement import gradient_agreement, main
 
 
 def test_ddpo_estimate_points_where_brightness_increases(tmp_path):
-    result = gradient_agreement("brightness", n=32, batch_size=8, num_steps=4, cache_dir=tmp_path)
+    result = gradient_agreement("brightness", n=32, batch_size=8, num_steps=10, cache_dir=tmp_path, seed=0)
     assert result["n"] == 32 and 0.3 < result["reward_mean"] < 0.8
     # the pathwise gradient of brightness is nearly the same on any 16 samples
     assert result["pathwise_halves"] > 0.9, result
-    # and DDPO's 32-sample estimate points the same way (measured +0.67 at 10 steps)
-    assert result["ddpo_vs_pathwise"] > 0.3, result
+    # DDPO's 32-sample estimate is noisy (seeds 0-3: +0.78, -0.02, +0.31, +0.33; at 4 steps it is noise):
+    # seed 0 is pinned to catch a sign or scale error in the score function, not to claim it always agrees
+    assert result["ddpo_vs_pathwise"] > 0.5, result
     # the opposite reward flips the pathwise gradient: its agreement with brightness's DDPO estimate flips too
-    negative = gradient_agreement("brightness*-1", n=32, batch_size=8, num_steps=4, cache_dir=tmp_path)
+    negative = gradient_agreement("brightness*-1", n=32, batch_size=8, num_steps=10, cache_dir=tmp_path, seed=0)
     assert negative["ddpo_vs_pathwise"] == pytest.approx(result["ddpo_vs_pathwise"], abs=1e-4)
     assert negative["reward_mean"] == pytest.approx(-result["reward_mean"], abs=1e-6)
 

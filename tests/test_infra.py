@@ -102,3 +102,17 @@ def test_cli_unknown_command_is_one_line():
     assert "train-scorer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     out = subprocess.run([sys.executable, "-m", "scripts.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "ddpo" in out.stdout
+
+
+def test_parse_config_defaults_rank_below_yaml_and_command_line(tmp_path):
+    """A preset given as ``defaults=`` fills what YAML and the command line leave; unknown preset keys are named."""
+    from artquant_core.config import parse_config
+    from artquant_core.training.config import ScorerTrainingConfig
+
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("learning_rate: 0.5\nmax_steps: 7\n")
+    preset = {"learning_rate": 0.1, "max_steps": 3, "seed": 11}
+    cfg = parse_config(ScorerTrainingConfig, ["--max_steps", "9"], config_path=yaml_file, defaults=preset)
+    assert (cfg.seed, cfg.learning_rate, cfg.max_steps) == (11, 0.5, 9)
+    with pytest.raises(ValueError, match="no_such_key"):
+        parse_config(ScorerTrainingConfig, [], defaults={"no_such_key": 1})

@@ -162,13 +162,13 @@ def test_gradient_flows_through_the_artquant_scorer_reward(tiny_sd, tmp_path):
 def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
     trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=3, truncated_backprop_steps=1))
     seen = []
-    original = trainer._guided_eps
+    original = trainer.noise_prediction
 
     def spy(unet, latents, t, embeds):
         seen.append(torch.is_grad_enabled())
         return original(unet, latents, t, embeds)
 
-    trainer._guided_eps = spy
+    trainer.noise_prediction = spy
     prompts, gen = trainer._micro_batch(0, 0, 0)
     trainer.generate(prompts, gen)
     # 2 steps without a graph, then the gradient step (checkpointed: its forward runs with grad enabled)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from artquant_core.checkpoint import _fsync_tree, prune_checkpoints
+from artquant_core.checkpoint import fsync_tree, prune_checkpoints
 from artquant_core.training.data import TASK_IDS
 from artquant_core.training.losses import (expected_score, level_kl_loss, level_log_probs,
                                            pair_fidelity_loss, token_cross_entropy)
@@ -161,7 +161,7 @@ class ScorerTrainer(Trainer):
             self._staging_root = None
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         if self.args.should_save:
-            _fsync_tree(staging_root / name)
+            fsync_tree(staging_root / name)
             final = run_dir / name
             if final.exists():
                 shutil.rmtree(final)
