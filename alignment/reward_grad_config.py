@@ -44,6 +44,9 @@ class RewardGradConfig(AlignmentRunConfig):
     train_steps_per_epoch: int = _f(2, "optimizer updates per epoch")
     truncated_backprop_steps: int = _f(1, "K: gradients flow through the last K denoising steps (DRaFT-K); "
                                           "K = sample_num_steps is full backpropagation (AlignProp without truncation)")
+    truncated_backprop_min: int | None = _f(None, "randomized truncation (AlignProp): K drawn per update, uniformly "
+                                                  "from [truncated_backprop_min, truncated_backprop_steps], the same "
+                                                  "on every process and seeded by (seed, epoch, update); unset: K fixed")
     gradient_checkpointing: bool = _f(True, "recompute each gradient step's UNet call and the VAE decode in the "
                                             "backward pass: memory of one latent per step instead of K UNets' activations")
 
@@ -53,6 +56,10 @@ class RewardGradConfig(AlignmentRunConfig):
         if int(self.train_steps_per_epoch) < 1 or int(self.truncated_backprop_steps) < 1:
             raise ValueError("train_steps_per_epoch and truncated_backprop_steps must be >= 1, got "
                              f"{self.train_steps_per_epoch} and {self.truncated_backprop_steps}")
+        if self.truncated_backprop_min is not None and not 1 <= self.truncated_backprop_min <= \
+                self.truncated_backprop_steps:
+            raise ValueError(f"truncated_backprop_min must be in [1, truncated_backprop_steps = "
+                             f"{self.truncated_backprop_steps}], got {self.truncated_backprop_min}")
         if self.truncated_backprop_steps > self.sample_num_steps:
             raise ValueError(f"truncated_backprop_steps ({self.truncated_backprop_steps}) cannot exceed "
                              f"sample_num_steps ({self.sample_num_steps})")

@@ -70,7 +70,8 @@ class RewardGradTrainer(FineTuningTrainer):
         with self.setup.accelerator.autocast():
             return decode_latents(self.setup.vae, latents)
 
-    def generate(self, prompts: list[str], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, prompts: list[str], generator: torch.Generator, k: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(B, 3, H, W)`` in [0, 1], differentiable through the last K steps and the decode.
 
         Also returns the drift penalty: the mean squared difference between the tuned and the
@@ -78,14 +79,17 @@ class RewardGradTrainer(FineTuningTrainer):
         For two DDIM Gaussians of equal variance the per-step KL is this difference times a
         step-dependent factor, so it is a KL up to that weighting, not the KL itself.
         """
-        images, drift, _ = self.trajectory(prompts, generator)
+        images, drift, _ = self.trajectory(prompts, generator, k)
         return images, drift
 
-    def trajectory(self, prompts: list[str], generator: torch.Generator
+    def trajectory(self, prompts: list[str], generator: torch.Generator, k: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """:meth:`generate`, plus the detached latents x_T, ..., x_0 of the path taken (``T + 1`` tensors)."""
+        """:meth:`generate`, plus the detached latents x_T, ..., x_0 of the path taken (``T + 1`` tensors).
+
+        ``k``: gradient steps (default ``truncated_backprop_steps``).
+        """
         cfg, s = self.config, self.setup
-        device, k = s.accelerator.device, cfg.truncated_backprop_steps
+        device, k = s.accelerator.device, k or cfg.truncated_backprop_steps
         embeds = s.encode(prompts)
         s.scheduler.set_timesteps(cfg.sample_num_steps, device=device)
         timesteps = s.scheduler.timesteps
@@ -127,20 +131,34 @@ class RewardGradTrainer(FineTuningTrainer):
         prompts = [s.prompts[i] for i in rng.integers(0, len(s.prompts), self.config.train_batch_size)]
         return prompts, torch.Generator().manual_seed(derive_seed(self.config.seed, epoch, update, micro, rank, 2))
 
+    def _truncation(self, epoch: int, update: int) -> int:
+        """K of this update: fixed, or drawn from [truncated_backprop_min, truncated_backprop_steps] (AlignProp).
+
+        Seeded by (seed, epoch, update) only, so every process takes the same K (one graph shape for the
+        gradient all-reduce) and a resumed run draws the K the uninterrupted one drew.
+        """
+        cfg = self.config
+        if cfg.truncated_backprop_min is None:
+            return cfg.truncated_backprop_steps
+        rng = np.random.default_rng(derive_seed(cfg.seed, epoch, update, 3))
+        return int(rng.integers(cfg.truncated_backprop_min, cfg.truncated_backprop_steps + 1))
+
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """``train_steps_per_epoch`` updates on fresh samples; returns the epoch's metrics."""
         cfg, s = self.config, self.setup
         acc, accum = s.accelerator, cfg.train_gradient_accumulation_steps
         s.unet.train()
-        rewards, losses, grad_norms, drifts = [], [], [], []
+        rewards, losses, grad_norms, drifts, ks = [], [], [], [], []
         timing = {"sample_s": 0.0, "reward_s": 0.0, "train_s": 0.0}
         for update in range(cfg.train_steps_per_epoch):
+            k = self._truncation(epoch, update)
+            ks.append(k)
             for micro in range(accum):
                 last = micro == accum - 1  # processes synchronise gradients on the last micro-batch only
                 with acc.no_sync(s.unet) if not last else contextlib.nullcontext():
                     prompts, generator = self._micro_batch(epoch, update, micro)
                     t0 = time.perf_counter()
-                    images, drift = self.generate(prompts, generator)
+                    images, drift = self.generate(prompts, generator, k)
                     t1 = time.perf_counter()
                     values = s.reward(images, prompts).float()
                     loss = -values.mean() + cfg.kl_coef * drift
@@ -165,6 +183,8 @@ class RewardGradTrainer(FineTuningTrainer):
             "samples_per_s": cfg.samples_per_epoch * acc.num_processes / total_s if total_s > 0 else 0.0,
             **peak_memory(),
         }
+        if cfg.truncated_backprop_min is not None:
+            metrics["truncated_backprop_k_mean"] = float(np.mean(ks))
         if cfg.kl_coef > 0:
             metrics["eps_drift"] = float(np.mean(drifts))
         return metrics

@@ -229,8 +229,11 @@ def test_outputs_and_checkpoint_loadable_by_stable_diffusion_pipeline(tiny_sd, t
     assert not torch.allclose(loaded, base)
 
 
-def test_resume_from_latest_equals_uninterrupted(tiny_sd, tmp_path):
+@pytest.mark.parametrize("randomized", [False, True])
+def test_resume_from_latest_equals_uninterrupted(tiny_sd, tmp_path, randomized):
     kw = dict(num_epochs=3, eval_prompts=["a painting of a horse"], sample_eta=0.5)
+    if randomized:  # AlignProp's randomized truncation: K drawn per update, the same after a resume
+        kw.update(truncated_backprop_min=1, truncated_backprop_steps=3, train_steps_per_epoch=2)
     whole = RewardGradTrainer(config(tiny_sd, tmp_path / "whole", **kw))
     whole.train()
     RewardGradTrainer(config(tiny_sd, tmp_path / "cut", **{**kw, "num_epochs": 2})).train()
@@ -238,12 +241,33 @@ def test_resume_from_latest_equals_uninterrupted(tiny_sd, tmp_path):
     resumed.train()
     a, b = _lora(whole), _lora(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.global_step == whole.global_step == 3
+    assert resumed.global_step == whole.global_step == 3 * kw.get("train_steps_per_epoch", 1)
     rows_a = [r for r in read_metrics(tmp_path / "whole") if "step" in r]
     rows_b = [r for r in read_metrics(tmp_path / "cut") if "step" in r]
     assert [r["step"] for r in rows_b] == [0, 1, 2, 3]
     strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_s") and k not in ("samples_per_s", "peak_rss_mib")}
     assert [strip(r) for r in rows_a] == [strip(r) for r in rows_b]
+
+
+def test_randomized_truncation_draws_k_per_update_in_range(tiny_sd, tmp_path):
+    trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=4, truncated_backprop_steps=4,
+                                       truncated_backprop_min=2))
+    drawn = [trainer._truncation(epoch, update) for epoch in range(10) for update in range(3)]
+    assert set(drawn) == {2, 3, 4}  # every K of the range, nothing outside it
+    assert drawn == [trainer._truncation(epoch, update) for epoch in range(10) for update in range(3)]
+    seen = []
+    original = trainer.noise_prediction
+
+    def spy(unet, latents, t, embeds):
+        seen.append(torch.is_grad_enabled())
+        return original(unet, latents, t, embeds)
+
+    trainer.noise_prediction = spy
+    prompts, gen = trainer._micro_batch(0, 0, 0)
+    trainer.generate(prompts, gen, k=2)
+    assert seen[:4] == [False, False, True, True]  # 2 graph-free steps, then 2 gradient steps
+    with pytest.raises(ValueError, match="truncated_backprop_min"):
+        config(tiny_sd, tmp_path, truncated_backprop_steps=2, truncated_backprop_min=3)
 
 
 # ------------------------------------------------------------------ processes: kill -9, accelerate
