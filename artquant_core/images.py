@@ -1,15 +1,22 @@
 """Image loading and image-batch validation shared by the scorer, the rewards and the trainers.
 
-Two entry points:
+Entry points:
 
 - :func:`load_image` reads a file into an RGB ``PIL.Image`` the same way every
   time (EXIF orientation applied, transparency composited on white, L / P /
   CMYK / 16-bit converted properly) and refuses truncated, corrupt or
   decompression-bomb files with an error naming the file — a silently black
   or half-grey training image is worse than a crash.
-- :func:`to_image_batch` turns whatever a caller hands a scorer or a reward
-  (a ``(B, 3, H, W)`` tensor, uint8 or float, or a list of PIL images) into
-  one float ``(B, 3, H, W)`` tensor in ``[0, 1]``, keeping autograd intact.
+- :func:`image_batch` validates whatever a caller hands a reward or a scorer
+  (a ``(B, 3, H, W)`` tensor, uint8 or float, or a list of PIL images and/or
+  ``(3, H, W)`` tensors, sizes free) once, into an :class:`ImageBatch`: float
+  pixels in ``[0, 1]`` (autograd intact) plus whether they came as 8-bit. The
+  rewards and the scorer take an ``ImageBatch`` as it is, so a batch is
+  validated once however many rewards score it.
+- :func:`to_image_batch`: the same validation, returning one float
+  ``(B, 3, H, W)`` tensor (optionally resized).
+- The uint8 conversions, each written once: :func:`pil_to_uint8_tensor`,
+  :func:`float_to_uint8`, :func:`round_to_uint8_grid`, :func:`to_pil_images`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import functools
 import struct
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +38,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 # Values this far outside [0, 1] are rounding noise from a previous op, not a bug.
 RANGE_TOLERANCE = 1e-6
+
+# CLIP's image_mean in 0..255, truncated as LLaVA and the HF LLaVA processor do: the padding colour.
+CLIP_MEAN_RGB = (122, 116, 104)
 
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WHITE = (255, 255, 255)
@@ -129,17 +140,70 @@ def pil_to_uint8_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def pad_to_square(img: Image.Image, fill: Sequence[int] = (122, 116, 104)) -> Image.Image:
-    """Centre ``img`` (RGB) on a square canvas of colour ``fill`` (default: CLIP's mean colour).
+def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float pixels in ``[0, 1]`` (any shape) as uint8 ``0..255``: nearest level, clamped, detached.
 
-    This is how the method keeps the aspect ratio before resizing to the model's square input.
+    This is the rounding of every saved image. Half-precision input is scaled in float32
+    (``255 * x`` in bf16 is off by whole levels); float64 stays float64.
     """
-    width, height = img.size
+    values = images.detach()
+    values = values.to(torch.promote_types(values.dtype, torch.float32))
+    return (values * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def round_to_uint8_grid(images: torch.Tensor) -> torch.Tensor:
+    """Float pixels snapped to the nearest of the 256 uint8 levels (:func:`float_to_uint8` / 255).
+
+    Same dtype and device as ``images``; the gradient passes straight through (as if
+    nothing were rounded), so a preprocessing that emulates 8-bit resizing stays differentiable.
+    """
+    snapped = float_to_uint8(images).to(images.dtype) / 255.0
+    return images + (snapped - images).detach()
+
+
+def to_pil_images(images: Any) -> list[Image.Image]:
+    """A batch as a list of PIL images (a list of PIL images is returned as it is).
+
+    ``images``: a ``(B, 3, H, W)`` or ``(B, 1, H, W)`` tensor or array, uint8 or float in
+    ``[0, 1]`` (rounded by :func:`float_to_uint8`), or an :class:`ImageBatch`.
+    """
+    if isinstance(images, (list, tuple)) and all(isinstance(item, Image.Image) for item in images):
+        return list(images)
+    if isinstance(images, (list, tuple)):  # (3, H, W) tensors, maybe mixed with PIL images
+        images = image_batch(images)
+    if isinstance(images, ImageBatch):
+        return [to_pil_images(item[None])[0] for item in images.items()]
+    pixels = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+    if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (B, 3, H, W) or (B, 1, H, W), got {tuple(pixels.shape)}")
+    if pixels.dtype != torch.uint8:
+        pixels = float_to_uint8(pixels)
+    return [Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)).squeeze()) for a in pixels.numpy()]
+
+
+def pad_to_square(img: Image.Image | torch.Tensor,
+                  fill: Sequence[int] = CLIP_MEAN_RGB) -> Image.Image | torch.Tensor:
+    """Centre ``img`` on a square canvas of colour ``fill`` (0..255 per channel; default CLIP's mean).
+
+    ``img``: an RGB PIL image, or float pixels ``(..., 3, H, W)`` in ``[0, 1]`` (the canvas
+    is ``fill / 255``; differentiable with respect to the pixels). Both place the image
+    alike, so padding a PIL image and converting it equals converting it and padding.
+    This is how LLaVA keeps the aspect ratio before resizing to the model's square input
+    (a centre crop would cut the composition that an aesthetic score is about).
+    """
+    is_pil = isinstance(img, Image.Image)
+    width, height = img.size if is_pil else (img.shape[-1], img.shape[-2])
     if width == height:
         return img
     side = max(width, height)
-    canvas = Image.new("RGB", (side, side), tuple(int(c) for c in fill))
-    canvas.paste(img, ((side - width) // 2, (side - height) // 2))
+    left, top = (side - width) // 2, (side - height) // 2
+    if is_pil:
+        canvas = Image.new("RGB", (side, side), tuple(int(c) for c in fill))
+        canvas.paste(img, (left, top))
+        return canvas
+    colour = torch.tensor([int(c) for c in fill], dtype=img.dtype, device=img.device) / 255.0
+    canvas = colour.view(3, 1, 1).expand(*img.shape[:-2], side, side).clone()
+    canvas[..., top:top + height, left:left + width] = img
     return canvas
 
 
@@ -184,6 +248,14 @@ def _tensor_batch(images: torch.Tensor, name: str) -> torch.Tensor:
     return _check_float_batch(images, name)
 
 
+def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of ``(N, 3, H, W)`` pixels (differentiable), kept in ``[0, 1]``."""
+    if tuple(batch.shape[-2:]) == size:
+        return batch
+    return torch.nn.functional.interpolate(batch, size=size, mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
 def _item_to_tensor(item: Any, index: int, name: str, size: tuple[int, int] | None) -> torch.Tensor:
     if isinstance(item, Image.Image):
         rgb = to_rgb(item)
@@ -197,58 +269,149 @@ def _item_to_tensor(item: Any, index: int, name: str, size: tuple[int, int] | No
             tensor = _tensor_batch(item.unsqueeze(0), name)
         except ValueError as exc:  # the one-image batch says name[0]; report the real index
             raise ValueError(str(exc).replace(f"{name}[0]", f"{name}[{index}]", 1)) from exc
-        if size is not None and tuple(tensor.shape[-2:]) != size:
-            tensor = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear",
-                                                     antialias=True, align_corners=False).clamp(0, 1)
-        return tensor[0]
+        return tensor[0] if size is None else _resize(tensor, size)[0]
     raise ValueError(f"{name}[{index}] must be a PIL image or a (3, H, W) tensor, got {type(item).__name__}")
 
 
-def to_image_batch(images: Any, name: str = "images",
-                   size: int | Sequence[int] | None = None) -> torch.Tensor:
-    """Validate and convert ``images`` into a float ``(B, 3, H, W)`` batch in ``[0, 1]``.
-
-    Accepts a ``(B, 3, H, W)`` tensor (uint8 -> float32 / 255; float tensors keep their
-    dtype, device and autograd graph) or a list/tuple of PIL images (converted with
-    :func:`to_rgb`) and/or ``(3, H, W)`` tensors. A bare ``(3, H, W)`` tensor is refused:
-    it is ambiguous with a batch of three grey images. ``size`` (int or ``(H, W)``)
-    resizes every image (PIL bicubic for PIL inputs, antialiased bilinear for tensors,
-    differentiable); without it, list items must all have the same size. An empty
-    batch gives a ``(0, 3, H, W)`` tensor. Errors are ``ValueError`` naming ``name``,
-    the offending index and the problem (shape, NaN/inf, values outside ``[0, 1]``).
-    """
-    hw = _size_hw(size)
-    if isinstance(images, torch.Tensor):
-        batch = _tensor_batch(images, name)
-        if hw is not None and batch.shape[0] == 0:
-            return batch.new_zeros((0, 3) + hw)
-        if hw is not None and tuple(batch.shape[-2:]) != hw:
-            batch = torch.nn.functional.interpolate(batch, size=hw, mode="bilinear",
-                                                    antialias=True, align_corners=False).clamp(0, 1)
-        return batch
+def _validated_items(images: Any, name: str, size: tuple[int, int] | None) -> list[torch.Tensor]:
+    """Each item of a list of PIL images / ``(3, H, W)`` tensors as float ``(3, H, W)`` in ``[0, 1]``."""
     if isinstance(images, Image.Image):
         raise ValueError(f"{name} must be a list of PIL images or a (B, 3, H, W) tensor, got a single "
                          "PIL image (wrap it in a list)")
     if not isinstance(images, (list, tuple)):
         raise ValueError(f"{name} must be a (B, 3, H, W) tensor or a list of PIL images, "
                          f"got {type(images).__name__}")
-    if len(images) == 0:
-        height, width = hw if hw is not None else (0, 0)
-        return torch.zeros(0, 3, height, width, dtype=torch.float32)
     tensors = []
     for index, item in enumerate(images):
         try:
-            tensor = _item_to_tensor(item, index, name, hw)
+            tensors.append(_item_to_tensor(item, index, name, size))
         except ValueError as exc:
             message = str(exc)
             if f"{name}[{index}]" not in message:
                 message = f"{name}[{index}]: {message}"
             raise ValueError(message) from exc
-        if tensors and tensor.shape != tensors[0].shape:
-            raise ValueError(
-                f"{name}[{index}] has size {tuple(tensor.shape[-2:])} (H, W) but {name}[0] has "
-                f"{tuple(tensors[0].shape[-2:])}; pass size=... to resize them to one size")
-        tensors.append(tensor)
-    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
-    tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
-    return torch.stack(tensors)
+    return tensors
+
+
+def _is_8bit(item: Any) -> bool:
+    return isinstance(item, Image.Image) or (isinstance(item, torch.Tensor) and item.dtype == torch.uint8)
+
+
+@dataclass(frozen=True, eq=False)  # eq would compare pixel tensors elementwise
+class ImageBatch:
+    """A validated image batch: what the rewards and the scorer work on. Build it with :func:`image_batch`.
+
+    ``pixels``: float ``(B, 3, H, W)`` in ``[0, 1]`` when every image has the same size,
+    else a list of float ``(3, H, W)`` (one per image); a float input keeps its dtype,
+    device and autograd graph. ``from_uint8``: every image came as 8-bit (uint8 tensor,
+    PIL image), so the pixels lie on the uint8 grid and the scorer resizes them with
+    PIL's uint8 rounding, as the Hugging Face processor does with the files. A validated
+    batch travels as it is, so that fact is never lost on the way and nothing is checked twice.
+    """
+
+    pixels: torch.Tensor | list[torch.Tensor]
+    from_uint8: bool = False
+
+    @classmethod
+    def from_items(cls, items: Sequence[torch.Tensor], from_uint8: bool = False) -> ImageBatch:
+        """A batch of validated ``(3, H, W)`` float items: stacked when their sizes agree, one dtype."""
+        if not items:
+            return cls(torch.zeros(0, 3, 0, 0, dtype=torch.float32), from_uint8)
+        dtype = functools.reduce(torch.promote_types, (t.dtype for t in items))
+        items = [t if t.dtype == dtype else t.to(dtype) for t in items]
+        if len({tuple(t.shape) for t in items}) == 1:
+            return cls(torch.stack(items), from_uint8)
+        return cls(list(items), from_uint8)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: slice) -> ImageBatch:
+        if not isinstance(index, slice):
+            raise TypeError(f"ImageBatch takes slices (batch[i:i + 1]), got {type(index).__name__}; "
+                            "use batch.items()[i] for one image")
+        if self.same_size:
+            return ImageBatch(self.pixels[index], self.from_uint8)
+        return ImageBatch.from_items(self.pixels[index], self.from_uint8)
+
+    @property
+    def same_size(self) -> bool:
+        """Whether the pixels are one ``(B, 3, H, W)`` tensor (every image the same size)."""
+        return isinstance(self.pixels, torch.Tensor)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """``(H, W)`` of each image."""
+        return [tuple(item.shape[-2:]) for item in self.items()]
+
+    def items(self) -> list[torch.Tensor]:
+        """The images as a list of ``(3, H, W)`` float tensors."""
+        return list(self.pixels.unbind(0)) if self.same_size else list(self.pixels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pixels.dtype if self.same_size else self.pixels[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixels.device if self.same_size else self.pixels[0].device
+
+    @property
+    def requires_grad(self) -> bool:
+        return any(item.requires_grad for item in ([self.pixels] if self.same_size else self.pixels))
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> ImageBatch:
+        """The batch with its pixels on ``device`` (differentiable, like ``Tensor.to``)."""
+        if self.same_size:
+            return ImageBatch(self.pixels.to(device, non_blocking=non_blocking), self.from_uint8)
+        return ImageBatch([item.to(device, non_blocking=non_blocking) for item in self.pixels], self.from_uint8)
+
+
+def image_batch(images: Any, name: str = "images") -> ImageBatch:
+    """Validate ``images`` once into an :class:`ImageBatch`; an ``ImageBatch`` is returned as it is.
+
+    Accepts a ``(B, 3, H, W)`` tensor (uint8 -> float32 / 255; float tensors keep their
+    dtype, device and autograd graph) or a list/tuple of PIL images (converted with
+    :func:`to_rgb`) and/or ``(3, H, W)`` tensors, whose sizes may differ. A bare
+    ``(3, H, W)`` tensor is refused: it is ambiguous with a batch of three grey images.
+    ``from_uint8`` is set when every image is 8-bit (uint8 tensors, PIL images); a list
+    mixing 8-bit and float images is a float batch. An empty list gives an empty batch.
+    Errors are ``ValueError`` naming ``name``, the offending index and the problem
+    (shape, dtype, NaN/inf, values outside ``[0, 1]``).
+    """
+    if isinstance(images, ImageBatch):
+        return images
+    if isinstance(images, torch.Tensor):
+        return ImageBatch(_tensor_batch(images, name), from_uint8=images.dtype == torch.uint8)
+    items = _validated_items(images, name, None)
+    return ImageBatch.from_items(items, from_uint8=bool(items) and all(_is_8bit(item) for item in images))
+
+
+def to_image_batch(images: Any, name: str = "images",
+                   size: int | Sequence[int] | None = None) -> torch.Tensor:
+    """Validate and convert ``images`` into a float ``(B, 3, H, W)`` batch in ``[0, 1]``.
+
+    Accepts what :func:`image_batch` accepts. ``size`` (int or ``(H, W)``) resizes every
+    image (PIL bicubic for PIL inputs, antialiased bilinear for tensors, differentiable);
+    without it, the images must all have the same size. An empty batch gives a
+    ``(0, 3, H, W)`` tensor. Errors are ``ValueError`` naming ``name``, the offending
+    index and the problem.
+    """
+    hw = _size_hw(size)
+    if hw is not None and isinstance(images, (list, tuple)):
+        # PIL images are resized by PIL, on their 8-bit pixels, before they become floats.
+        batch = ImageBatch.from_items(_validated_items(images, name, hw))
+    else:
+        batch = image_batch(images, name)
+    if hw is None:
+        if not batch.same_size:
+            sizes = batch.sizes
+            index = next(i for i, s in enumerate(sizes) if s != sizes[0])
+            raise ValueError(f"{name}[{index}] has size {sizes[index]} (H, W) but {name}[0] has {sizes[0]}; "
+                             "pass size=... to resize them to one size")
+        return batch.pixels
+    if len(batch) == 0:
+        return torch.zeros((0, 3) + hw, dtype=batch.dtype, device=batch.device)
+    if batch.same_size:
+        return _resize(batch.pixels, hw)
+    return torch.cat([_resize(item[None], hw) for item in batch.items()])

@@ -70,7 +70,9 @@ def image_grid(images: Any, path: str | Path, captions: Sequence[str] | None = N
     """
     from PIL import Image, ImageDraw
 
-    pil = _as_pil_list(images)
+    from artquant_core.images import to_pil_images
+
+    pil = to_pil_images(images)
     n = len(pil)
     ncols = max(1, min(ncols, n or 1))
     nrows = max(1, -(-n // ncols))
@@ -100,16 +102,3 @@ def image_grid(images: Any, path: str | Path, captions: Sequence[str] | None = N
     sheet.save(path)
     return path
 
-
-def _as_pil_list(images: Any) -> list:
-    from PIL import Image
-
-    if isinstance(images, (list, tuple)) and (not images or isinstance(images[0], Image.Image)):
-        return list(images)
-    arr = images.detach().cpu() if hasattr(images, "detach") else images
-    arr = np.asarray(arr)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if arr.ndim != 4 or arr.shape[1] not in (1, 3):
-        raise ValueError(f"image_grid: expected images of shape (B, 3, H, W), got {tuple(arr.shape)}")
-    return [Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)).squeeze()) for a in arr]

@@ -18,6 +18,7 @@ from torch import nn
 
 from artquant_core._scorer_defaults import (ANSWER_PREFIX, APDD_SCALE, ASPECTS,
                                             DESCRIPTION_QUESTIONS, SCORE_QUESTIONS, attribute_prompt)
+from artquant_core.images import image_batch
 from artquant_core.levels import expected_score_and_spread
 from artquant_core.patch_embed import use_linear_patch_embed
 from artquant_core.prompts import strip_image_placeholders
@@ -117,7 +118,8 @@ class ArtQuantScorer(nn.Module):
 
         ``images``: tensor ``(B, 3, H, W)`` float in [0, 1] / uint8, or a list of PIL
         images or ``(3, H, W)`` tensors (sizes may differ; uint8 items are resized with
-        the HF processor's uint8 rounding, so no PIL round trip is needed); they go
+        the HF processor's uint8 rounding, so no PIL round trip is needed), or an
+        ``ImageBatch`` (already validated: used as it is); they go
         through the family's torch-native preprocessing, so gradients
         flow back to a float tensor input. ``questions``: one per image; any image
         placeholder (``<image>`` or ``<|image|>``, as records store the human turn) is dropped,
@@ -193,8 +195,9 @@ class ArtQuantScorer(nn.Module):
         ``theme``, ``emotion``, ``gestalt``; ``overall`` or ``None`` is the overall score).
         """
         question, prefix = self.prompt_for(aspect)
-        needs_grad = isinstance(images, torch.Tensor) and images.requires_grad and torch.is_grad_enabled()
-        n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else len(images)
+        images = image_batch(images)  # validated once, not once per chunk
+        needs_grad = images.requires_grad and torch.is_grad_enabled()
+        n = len(images)
         step = batch_size or max(n, 1)
         outputs = []
         with torch.set_grad_enabled(needs_grad):
@@ -208,8 +211,8 @@ class ArtQuantScorer(nn.Module):
     @torch.no_grad()
     def describe(self, images, max_new_tokens: int = 128, question: str | None = None) -> list[str]:
         """Greedy hierarchical Perception / Cognition / Emotion description of each image."""
-        n = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else len(images)
-        batch = self.encode(images, [question or self.description_question] * n, add_answer_prefix=False)
+        images = image_batch(images)
+        batch = self.encode(images, [question or self.description_question] * len(images), add_answer_prefix=False)
         eot = self.tokenizer.convert_tokens_to_ids(self.family.end_of_turn)
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                   pad_token_id=self.tokenizer.pad_token_id,

@@ -24,7 +24,7 @@ class TinyScorerConfig:
 
     family: ``"qwen2_5_vl"`` (variable grid, M-RoPE) or ``"llava"`` (CLIP + Llama).
     image_size: working resolution in pixels (Qwen: the pixel budget is
-        ``image_size**2``, aspect kept; LLaVA: shortest edge and centre crop).
+        ``image_size**2``, aspect kept; LLaVA: padded to a square, then this size).
     patch_size: vision patch size; ``None`` = 8 for Qwen (merged 2×2 → 16 tokens at 64 px),
         16 for LLaVA (16 tokens at 64 px).
     vision_hidden / vision_layers / vision_heads / vision_intermediate: vision tower size.

@@ -74,7 +74,14 @@ class QwenVLAdapter(FamilyAdapter):
 
 
 class LlavaAdapter(FamilyAdapter):
-    """LLaVA-1.5 (CLIP vision tower + Llama): fixed crop, ``<image>`` × patches."""
+    """LLaVA-1.5 (CLIP vision tower + Llama): padded to a square, fixed size, ``<image>`` × patches.
+
+    Images are padded to a square of CLIP's mean colour before the resize, as LLaVA-1.5
+    and ArtQuant's reference code do (``image_aspect_ratio: pad``), whatever the stored
+    HF processor says (``llava-hf`` ships a plain CLIP processor that centre-crops, which
+    cuts a painting's composition). ``RecordDataset(image_size=...)`` pads the same way,
+    so training and scoring see the same pixels.
+    """
 
     name = "llava"
     model_types = ("llava",)
@@ -89,7 +96,7 @@ class LlavaAdapter(FamilyAdapter):
         self.tokens_per_image = patches + (1 if full else 0)
 
     def build_preprocessor(self, image_processor):
-        return ClipImagePreprocessor.from_hf(image_processor)
+        return ClipImagePreprocessor.from_hf(image_processor, pad_to_square=True)
 
     def image_text(self, num_tokens: int) -> str:
         return "<image>" * num_tokens

@@ -3,7 +3,9 @@
 One function per family turns a list of ``(3, H, W)`` float images in ``[0, 1]``
 into the model's pixel inputs. The PIL path converts PIL → uint8 tensor and calls
 the *same* function, so there is one preprocessing, not two, and gradients flow
-from the score back to the pixels of a tensor input.
+from the score back to the pixels of a tensor input. :func:`prepare_images` takes
+an already validated :class:`~artquant_core.images.ImageBatch` (what the rewards
+hand the scorer) as it is, and validates anything else once.
 
 Fidelity (see tests/test_scorer_preprocess.py):
 - float input, same resize: identical to the HF processor given the same float
@@ -17,19 +19,16 @@ Fidelity (see tests/test_scorer_preprocess.py):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artquant_core.images import image_batch, pad_to_square, round_to_uint8_grid
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _round_to_uint8_grid(x: torch.Tensor) -> torch.Tensor:
-    """Round to the uint8 grid (clamped) with a straight-through gradient."""
-    q = torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
-    return x + (q - x).detach()
 
 
 def bicubic_resize(x: torch.Tensor, height: int, width: int, quantize: bool) -> torch.Tensor:
@@ -50,7 +49,7 @@ def bicubic_resize(x: torch.Tensor, height: int, width: int, quantize: bool) -> 
     for size in passes:
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
-            x = _round_to_uint8_grid(x)
+            x = round_to_uint8_grid(x)
     return x
 
 
@@ -132,20 +131,32 @@ class QwenVLImagePreprocessor(_Normalize):
 
 
 class ClipImagePreprocessor(_Normalize):
-    """CLIP / LLaVA-1.5: resize shortest edge, centre crop, rescale, normalise → ``(B, 3, h, w)``."""
+    """CLIP / LLaVA-1.5: [pad to square], resize shortest edge, centre crop, rescale, normalise → ``(B, 3, h, w)``.
 
-    def __init__(self, shortest_edge=336, crop_size=(336, 336), image_mean=CLIP_MEAN, image_std=CLIP_STD):
+    ``pad_to_square``: first centre each image on a square of the mean colour
+    (``int(255 * image_mean)``), as LLaVA-1.5's reference code does (``image_aspect_ratio:
+    pad``; the HF ``LlavaImageProcessor`` with ``do_pad=True``), so the crop that follows cuts
+    nothing; off, a non-square image loses its ends to the crop (plain CLIP).
+    """
+
+    def __init__(self, shortest_edge=336, crop_size=(336, 336), image_mean=CLIP_MEAN, image_std=CLIP_STD,
+                 pad_to_square: bool = False):
         super().__init__(image_mean, image_std)
         self.shortest_edge, self.crop_size = shortest_edge, tuple(crop_size)
+        self.pad_to_square = bool(pad_to_square)
+        self.pad_colour = tuple(int(m * 255) for m in image_mean)  # truncated, as LLaVA and HF do
 
     @classmethod
-    def from_hf(cls, processor) -> "ClipImagePreprocessor":
+    def from_hf(cls, processor, pad_to_square: bool | None = None) -> "ClipImagePreprocessor":
+        """Settings of a HF CLIP / LLaVA image processor; ``pad_to_square=None`` takes its ``do_pad``."""
         size, crop = processor.size, processor.crop_size
         get = lambda d, k: d.get(k) if isinstance(d, dict) else getattr(d, k, None)  # noqa: E731
         if not get(size, "shortest_edge") or not getattr(processor, "do_center_crop", True):
             raise ValueError(f"unsupported CLIP image processor settings: size={size}, crop_size={crop}")
+        if pad_to_square is None:
+            pad_to_square = bool(getattr(processor, "do_pad", False))
         return cls(get(size, "shortest_edge"), (get(crop, "height"), get(crop, "width")),
-                   tuple(processor.image_mean), tuple(processor.image_std))
+                   tuple(processor.image_mean), tuple(processor.image_std), pad_to_square=pad_to_square)
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         short, long = min(height, width), max(height, width)
@@ -166,6 +177,10 @@ class ClipImagePreprocessor(_Normalize):
         out: list[torch.Tensor | None] = [None] * len(images)
         for group in _same_size_groups(images):
             x = torch.stack([images[i] for i in group])
+            if self.pad_to_square:
+                # The canvas colour is on the uint8 grid, so padding before the quantised resize
+                # equals padding the 8-bit image, as the reference does.
+                x = pad_to_square(x, self.pad_colour)
             x = self._center_crop(bicubic_resize(x, *self.target_size(*x.shape[-2:]), quantize))
             for i, row in zip(group, self.normalize(x)):
                 out[i] = row
@@ -180,52 +195,28 @@ def _same_size_groups(images: list[torch.Tensor]) -> list[list[int]]:
     return list(groups.values())
 
 
-def pil_to_uint8_tensor(image) -> torch.Tensor:
-    """PIL → ``(3, H, W)`` uint8 after ``images.to_rgb`` (EXIF, transparency on white, modes → RGB)."""
-    import numpy as np
-
-    from artquant_core.images import to_rgb
-
-    return torch.from_numpy(np.asarray(to_rgb(image), dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
 def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
     """float32, except that float64 stays float64 (finite-difference gradient checks need it)."""
     return x if x.dtype == torch.float64 else x.float()
 
 
-def prepare_images(images, name: str = "images") -> tuple[list[torch.Tensor], bool]:
-    """Validate an image batch; return ``(3, H, W)`` float images in [0, 1] and whether they were uint8.
+def prepare_images(images: Any, name: str = "images") -> tuple[list[torch.Tensor], bool]:
+    """``(3, H, W)`` float images in [0, 1] for the family preprocessors, and whether they came as 8-bit.
 
-    Accepts what ``artquant_core.images.to_image_batch`` accepts — a ``(B, 3, H, W)``
-    tensor (float in [0, 1] or uint8) or a list of PIL images / ``(3, H, W)`` tensors —
-    except that list items may differ in size (Qwen-VL keeps each image's aspect).
-    uint8 sources (PIL included) are resized with uint8 rounding like the HF processor;
-    float tensors keep full precision and their autograd graph. Bad values (NaN,
-    outside [0, 1], wrong shape) raise ``ValueError`` naming the image.
+    An :class:`~artquant_core.images.ImageBatch` (already validated, e.g. by a reward)
+    is taken as it is. Anything else is validated once by
+    :func:`~artquant_core.images.image_batch`: a ``(B, 3, H, W)`` tensor (float in [0, 1]
+    or uint8), a non-empty list of PIL images / ``(3, H, W)`` tensors whose sizes may
+    differ (Qwen-VL keeps each image's aspect), or one PIL image. 8-bit sources (PIL
+    included) are resized with uint8 rounding like the HF processor; float tensors keep
+    full precision and their autograd graph. Bad values (NaN, outside [0, 1], wrong shape)
+    raise ``ValueError`` naming the image.
     """
     from PIL import Image
 
-    from artquant_core.images import to_image_batch
-
-    if isinstance(images, torch.Tensor):
-        was_uint8 = images.dtype == torch.uint8
-        return list(_compute_dtype(to_image_batch(images, name=name)).unbind(0)), was_uint8
     if isinstance(images, Image.Image):
         images = [images]
-    if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"{name} must be a (B, 3, H, W) tensor or a non-empty list of PIL images, "
-                         f"got {type(images).__name__ if not isinstance(images, (list, tuple)) else 'an empty list'}")
-    items, kinds = [], set()
-    for i, item in enumerate(images):
-        if isinstance(item, Image.Image):
-            item = pil_to_uint8_tensor(item)
-        elif not isinstance(item, torch.Tensor):
-            raise ValueError(f"{name}[{i}] is a {type(item).__name__}, expected a PIL image or a (3, H, W) tensor")
-        if item.dim() != 3:
-            raise ValueError(f"{name}[{i}] must have shape (3, H, W), got {tuple(item.shape)}")
-        kinds.add(item.dtype == torch.uint8)
-        items.append(_compute_dtype(to_image_batch(item[None], name=f"{name}[{i}]")[0]))
-    if len(kinds) > 1:
-        raise ValueError(f"{name} mixes uint8 and float images; convert them to one kind")
-    return items, kinds == {True}
+    if isinstance(images, (list, tuple)) and not images:
+        raise ValueError(f"{name} is an empty list; pass at least one image")
+    batch = image_batch(images, name)
+    return [_compute_dtype(item) for item in batch.items()], batch.from_uint8

@@ -8,17 +8,22 @@ Two paths behind one call:
   ``torch.compile`` (meant for GPUs);
 - **gradient** (the images require grad — DRaFT / AlignProp): the whole batch in
   one differentiable call, full precision, so ``d reward / d pixels`` is exact.
+
+8-bit inputs (uint8 tensors, PIL images) reach the scorer as an ``ImageBatch``
+flagged ``from_uint8``, so its preprocessing emulates PIL's uint8 rounding and
+the reward equals ``artquant score`` on the same files — alone or inside a
+``CompositeReward``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from artquant_core.images import ImageBatch
 from reward.base import BaseReward, output_dtype
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
@@ -33,27 +38,14 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     return _DTYPES[dtype]
 
 
-_FROM_UINT8: contextvars.ContextVar[bool] = contextvars.ContextVar("artquant_reward_from_uint8", default=False)
-
-
-def _is_8bit(images: Any) -> bool:
-    if isinstance(images, torch.Tensor):
-        return images.dtype == torch.uint8
-    if isinstance(images, (list, tuple)) and images:
-        from PIL import Image
-
-        return all(isinstance(i, Image.Image) or (isinstance(i, torch.Tensor) and i.dtype == torch.uint8)
-                   for i in images)
-    return False
-
-
 class ArtQuantReward(BaseReward):
     """Reward = the scorer's expected level score for ``aspect`` (``None`` = overall quality).
 
     Args:
         scorer_or_path: an ``ArtQuantScorer`` (or any module with ``.score(images, aspect)``
-            returning an object with ``.score`` and a ``.scale`` with ``.anchors``), or a
-            path / hub id for ``ArtQuantScorer.from_pretrained``.
+            taking an ``artquant_core.images.ImageBatch`` and returning an object with
+            ``.score``, and a ``.scale`` with ``.anchors``), or a path / hub id for
+            ``ArtQuantScorer.from_pretrained``.
         aspect: attribute prompt, e.g. ``"composition"``; ``None`` scores overall quality.
         normalize: map the score linearly from ``[min anchor, max anchor]`` to ``[0, 1]``.
         max_batch: chunk size of the no-grad path (bounds memory; the gradient path is one call).
@@ -117,31 +109,23 @@ class ArtQuantReward(BaseReward):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
-    def __call__(self, images: Any, prompts: Any = None) -> torch.Tensor:
-        # 8-bit inputs (uint8 tensors, PIL images) are handed to the scorer as uint8 again, so
-        # that its preprocessing emulates PIL's rounding and the reward equals `artquant score`.
-        # A context variable, not object state: safe when DDPO scores from a worker thread,
-        # and the reward stays copyable / picklable.
-        token = _FROM_UINT8.set(_is_8bit(images))
-        try:
-            return super().__call__(images, prompts)
-        finally:
-            _FROM_UINT8.reset(token)
-
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
+        """Scores of float pixels (no uint8 rounding emulated); the call path uses :meth:`compute_batch`."""
+        return self.compute_batch(ImageBatch(images), prompts)
+
+    def compute_batch(self, batch: ImageBatch, prompts: list[str] | None) -> torch.Tensor:
+        # The batch goes to the scorer as it is: validated once, its from_uint8 flag intact.
         device = self.device
-        if images.requires_grad and torch.is_grad_enabled():
+        if batch.requires_grad and torch.is_grad_enabled():
             # Gradient path: one differentiable call in the images' own precision.
-            scores = self._score_fn(images.to(device), aspect=self.aspect).score
+            scores = self._score_fn(batch.to(device), aspect=self.aspect).score
             return self._map(scores)
         score_fn = self._compiled_fn or self._score_fn
         chunks = []
         with torch.inference_mode(), self._autocast(device):
-            for start in range(0, images.shape[0], self.max_batch):
-                chunk = images[start:start + self.max_batch].to(device, non_blocking=True)
-                if _FROM_UINT8.get():
-                    chunk = (chunk * 255.0).round_().to(torch.uint8)
-                chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(images)))
+            for start in range(0, len(batch), self.max_batch):
+                chunk = batch[start:start + self.max_batch].to(device, non_blocking=True)
+                chunks.append(score_fn(chunk, aspect=self.aspect).score.to(output_dtype(batch)))
         return self._map(torch.cat(chunks))
 
     def __repr__(self) -> str:

@@ -5,6 +5,10 @@ A reward is any callable ``reward(images, prompts=None) -> Tensor (B,)`` with a
 every concrete reward needs once — input validation, prompt checks, the empty
 batch, mixed image sizes, the differentiability guard and the NaN/inf check —
 so a subclass only writes :meth:`BaseReward.compute` on a clean float batch.
+
+Validation makes an :class:`~artquant_core.images.ImageBatch`; a ``BaseReward``
+called with one (as :class:`~reward.composite.CompositeReward` calls its
+components) takes it as it is, so a batch is checked once per composite call.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from artquant_core.images import to_image_batch
+from artquant_core.images import ImageBatch, image_batch
 
 
 @runtime_checkable
@@ -42,7 +46,7 @@ def check_prompts(prompts: Sequence[str] | None, batch_size: int, who: str) -> l
     return prompts
 
 
-def output_dtype(images: torch.Tensor) -> torch.dtype:
+def output_dtype(images: torch.Tensor | ImageBatch) -> torch.dtype:
     """Rewards are float32; float64 inputs keep float64 so that gradient checks stay exact."""
     return torch.float64 if images.dtype == torch.float64 else torch.float32
 
@@ -57,46 +61,49 @@ def check_finite(values: torch.Tensor, who: str) -> torch.Tensor:
     return values
 
 
-def _is_mixed_size_list(images: Any) -> bool:
-    if not isinstance(images, (list, tuple)) or len(images) < 2:
-        return False
-    sizes = set()
-    for item in images:
-        size = getattr(item, "size", None)
-        sizes.add(tuple(item.shape[-2:]) if isinstance(item, torch.Tensor) else (size[1], size[0]) if size else None)
-    return len(sizes) > 1
-
-
 class BaseReward(ABC):
     """Common call path; subclasses set ``name``/``differentiable`` and implement :meth:`compute`."""
 
     name: str = "reward"
     differentiable: bool = True
+    # CompositeReward hands a component with this flag the validated ImageBatch, not the raw images.
+    accepts_image_batch: bool = True
 
     @abstractmethod
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         """Values ``(B,)`` for a validated float batch in ``[0, 1]`` with ``B >= 1``."""
 
+    def compute_batch(self, batch: ImageBatch, prompts: list[str] | None) -> torch.Tensor:
+        """Values ``(B,)`` for a validated batch of one image size, ``B >= 1``.
+
+        By default :meth:`compute` on its float pixels; a reward that needs more than the
+        pixels (``ArtQuantReward``: whether they came as 8-bit) overrides this instead.
+        """
+        return self.compute(batch.pixels, prompts)
+
     def __call__(self, images: Any, prompts: Sequence[str] | None = None) -> torch.Tensor:
-        if _is_mixed_size_list(images):
-            # Images of different sizes cannot share a batch: score them one at a time.
-            prompts = check_prompts(prompts, len(images), self.name)
-            return torch.cat([self(images[i:i + 1], None if prompts is None else prompts[i:i + 1])
-                              for i in range(len(images))])
-        batch = to_image_batch(images, name="images")
-        prompts = check_prompts(prompts, batch.shape[0], self.name)
-        if batch.shape[0] == 0:
+        batch = image_batch(images, name="images")  # an ImageBatch passes through unchecked
+        prompts = check_prompts(prompts, len(batch), self.name)
+        if len(batch) == 0:
             return torch.zeros(0, dtype=torch.float32, device=batch.device)
         wants_grad = batch.requires_grad and torch.is_grad_enabled()
         if wants_grad and not self.differentiable:
             raise ValueError(f"reward {self.name!r} is not differentiable but the images require grad; "
                              "pass images.detach() (e.g. for DDPO) or use a differentiable reward")
-        values = self.compute(batch, prompts)
-        if values.shape != (batch.shape[0],):
-            raise RuntimeError(f"reward {self.name!r} returned shape {tuple(values.shape)}, "
-                               f"expected ({batch.shape[0]},)")
-        values = values.to(device=batch.device, dtype=output_dtype(batch))
+        if batch.same_size:
+            values = self._values(batch, prompts)
+        else:
+            # Images of different sizes cannot share a batch: score them one at a time.
+            values = torch.cat([self._values(batch[i:i + 1], None if prompts is None else prompts[i:i + 1])
+                                for i in range(len(batch))])
         return check_finite(values, self.name)
+
+    def _values(self, batch: ImageBatch, prompts: list[str] | None) -> torch.Tensor:
+        values = self.compute_batch(batch, prompts)
+        if values.shape != (len(batch),):
+            raise RuntimeError(f"reward {self.name!r} returned shape {tuple(values.shape)}, "
+                               f"expected ({len(batch)},)")
+        return values.to(device=batch.device, dtype=output_dtype(batch))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, differentiable={self.differentiable})"

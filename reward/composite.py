@@ -6,6 +6,10 @@ each can be z-scored first: per batch, or with running statistics that persist
 across steps (and checkpoints, via ``state_dict``) and that are merged across
 processes when ``torch.distributed`` is initialised, so every rank normalises
 identically.
+
+The images are validated once, into an :class:`~artquant_core.images.ImageBatch`
+that every component built on :class:`~reward.base.BaseReward` takes as it is;
+other callables get the images as the caller passed them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from artquant_core.images import to_image_batch
+from artquant_core.images import ImageBatch, image_batch
 from reward.base import Reward, check_finite, check_prompts, output_dtype
 
 NORMALIZE_MODES = ("none", "batch_zscore", "running_zscore")
@@ -81,6 +85,8 @@ class CompositeReward:
     as ``eps``.
     """
 
+    accepts_image_batch = True  # a composite inside a composite takes the validated batch too
+
     def __init__(self, components: Mapping[str, tuple[Reward, float]], normalize: str = "none",
                  eps: float = 1e-6, name: str | None = None) -> None:
         if not components:
@@ -145,21 +151,22 @@ class CompositeReward:
 
     def components(self, images: Any, prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Every component's raw values plus the weighted, normalised sum under ``"total"``."""
-        batch = images if isinstance(images, (list, tuple)) else to_image_batch(images, name="images")
+        batch = image_batch(images, name="images")  # once, for every component
+        # Callables that do not take an ImageBatch see what they would see when called alone.
+        as_given = batch.pixels if isinstance(images, ImageBatch) else images
         size = len(batch)
         prompts = check_prompts(prompts, size, self.name)
-        wants_grad = isinstance(batch, torch.Tensor) and batch.requires_grad and torch.is_grad_enabled()
+        wants_grad = batch.requires_grad and torch.is_grad_enabled()
         if wants_grad and not self.differentiable:
             frozen = [k for k, (r, _) in self.components_.items() if not getattr(r, "differentiable", False)]
             raise ValueError(f"composite reward {self.name!r} mixes non-differentiable components {frozen} "
                              "and the images require grad; use only differentiable components for "
                              "reward-gradient training, or pass images.detach()")
-        dtype = output_dtype(batch) if isinstance(batch, torch.Tensor) else torch.float32
-        device = batch.device if isinstance(batch, torch.Tensor) else torch.device("cpu")
+        dtype, device = output_dtype(batch), batch.device
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros(size, dtype=dtype, device=device)
         for key, (reward, weight) in self.components_.items():
-            values = reward(batch, prompts)
+            values = reward(batch if getattr(reward, "accepts_image_batch", False) else as_given, prompts)
             if not isinstance(values, torch.Tensor) or values.shape != (size,):
                 shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
                 raise RuntimeError(f"component {key!r} returned {shape}, expected a ({size},) tensor")

@@ -12,6 +12,7 @@ import io
 import numpy as np
 import torch
 
+from artquant_core.images import float_to_uint8
 from reward.base import BaseReward
 
 # ITU-R BT.601 luma weights (what PIL's "L" conversion uses).
@@ -23,11 +24,6 @@ def luma(images: torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` luma of a ``(B, 3, H, W)`` batch."""
     weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
     return torch.einsum("bchw,c->bhw", images, weights)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Detached CPU uint8 copy of a ``[0, 1]`` batch, rounded as any saved image would be."""
-    return (images.detach().float().cpu() * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +49,7 @@ class JpegCompressibility(BaseReward):
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         from PIL import Image
 
-        pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()
+        pixels = float_to_uint8(images).cpu().permute(0, 2, 3, 1).numpy()
         sizes = []
         for array in pixels:
             buffer = io.BytesIO()
@@ -128,7 +124,7 @@ class ImageHashNoise(BaseReward):
     def compute(self, images: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         import hashlib
 
-        pixels = to_uint8(images).numpy()
+        pixels = float_to_uint8(images).cpu().numpy()
         digests = [hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=8).digest() for p in pixels]
         return torch.tensor([int.from_bytes(d, "little") / 2.0 ** 64 for d in digests], dtype=torch.float64)
 

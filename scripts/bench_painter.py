@@ -155,6 +155,8 @@ def sample_painter(pipe, captions: list[str], steps: int = 20, guidance: float =
     """
     import torch
 
+    from artquant_core.images import float_to_uint8
+
     factor = pipe.vae_scale_factor
     if size % factor:
         raise ValueError(f"size {size} is not a multiple of the VAE factor {factor}")
@@ -168,7 +170,7 @@ def sample_painter(pipe, captions: list[str], steps: int = 20, guidance: float =
             images = pipe(chunk, height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
                           eta=0.0, latents=latents[start:start + len(chunk)].to(device=device, dtype=dtype),
                           output_type="np").images
-            out.append(np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8))
+            out.append(float_to_uint8(torch.from_numpy(np.asarray(images, dtype=np.float64))).numpy())
     return np.concatenate(out, axis=0)
 
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 def naive_score(scorer, image: torch.Tensor) -> torch.Tensor:
     """One image the slow way: PIL + HF image processor + tokenizer + forward."""
-    from PIL import Image
+    from artquant_core.images import to_pil_images
 
-    pil = Image.fromarray((image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+    pil = to_pil_images(image[None])[0]
     processed = scorer.image_processor(images=[pil], return_tensors="pt")
     if "image_grid_thw" in processed:
         merge = getattr(scorer.image_processor, "merge_size", 2)
@@ -62,13 +62,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from artquant_core.images import round_to_uint8_grid
     from artquant_core.tiny import build_tiny_scorer
     from reward.artquant_reward import ArtQuantReward
 
     scorer = build_tiny_scorer(seed=0, pretrained=False, family=args.family)
     reward = ArtQuantReward(scorer, normalize=False, max_batch=args.batch)
     images = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    images = (images * 255).round() / 255  # on the uint8 grid: both paths see the same pixels
+    images = round_to_uint8_grid(images)  # both paths see the same pixels
 
     results = {}
 

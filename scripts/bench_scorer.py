@@ -33,13 +33,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shipped", action="store_true", help="the shipped pre-trained weights (Qwen2.5-VL tiny)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from PIL import Image
-
+    from artquant_core.images import to_pil_images
     from artquant_core.tiny import build_tiny_scorer
 
     scorer = build_tiny_scorer(pretrained=args.shipped, family=args.family).eval()
     x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    pil = [Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype("uint8")) for img in x]
+    pil = to_pil_images(x)
 
     def grad_step():
         xg = x.clone().requires_grad_(True)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from artquant_core.images import (load_image, pad_to_square, pil_to_uint8_tensor, to_image_batch,
+from artquant_core.images import (ImageBatch, float_to_uint8, image_batch, load_image, pad_to_square,
+                                  pil_to_uint8_tensor, round_to_uint8_grid, to_image_batch, to_pil_images,
                                   to_rgb)
 
 
@@ -203,3 +204,70 @@ def test_to_image_batch_pil_list():
 def test_to_rgb_float_grey():
     img = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32), "F")
     assert np.asarray(to_rgb(img))[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_image_batch_keeps_the_8bit_fact_and_passes_through():
+    u8 = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = image_batch(u8)
+    assert batch.from_uint8 and batch.same_size and len(batch) == 2 and batch.sizes == [(4, 5), (4, 5)]
+    assert torch.equal(batch.pixels, u8.float() / 255)
+    assert image_batch(batch) is batch                      # validated once, never again
+    pil = image_batch([Image.new("RGB", (5, 4)), u8[0]])   # PIL and uint8 tensors are both 8-bit
+    assert pil.from_uint8 and pil.pixels.shape == (2, 3, 4, 5)
+    floats = image_batch([Image.new("RGB", (5, 4)), torch.rand(3, 4, 5)])
+    assert not floats.from_uint8 and not image_batch(torch.rand(1, 3, 2, 2)).from_uint8
+    assert len(image_batch([])) == 0 and not image_batch([]).from_uint8
+
+
+def test_image_batch_mixed_sizes_slices_and_grad():
+    x = torch.rand(3, 6, 4, dtype=torch.float64, requires_grad=True)
+    batch = image_batch([Image.new("RGB", (5, 4)), x, Image.new("RGB", (7, 2))])
+    assert not batch.same_size and batch.sizes == [(4, 5), (6, 4), (2, 7)]
+    assert batch.dtype == torch.float64 and batch.requires_grad and not batch.from_uint8
+    one = batch[1:2]
+    assert isinstance(one, ImageBatch) and one.same_size and one.pixels.shape == (1, 3, 6, 4)
+    one.pixels.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    assert len(batch[0:3:2]) == 2 and not batch[0:3:2].same_size
+    assert batch.to("cpu").sizes == batch.sizes
+    with pytest.raises(TypeError, match="slices"):
+        batch[0]
+    with pytest.raises(ValueError, match=r"images\[1\] contains NaN"):
+        image_batch([Image.new("RGB", (5, 4)), torch.full((3, 2, 2), float("nan"))])
+
+
+def test_uint8_rounding_helpers():
+    x = torch.tensor([0.0, 0.1, 0.5, 1 / 255 * 2.5, 1.0 + 5e-7, 1.0])
+    assert float_to_uint8(x).tolist() == [0, 26, 128, 2, 255, 255]
+    assert float_to_uint8(x.to(torch.bfloat16)).tolist()[:3] == [0, 26, 128]  # scaled in float32
+    leaf = x.clone().requires_grad_(True)
+    snapped = round_to_uint8_grid(leaf)
+    assert torch.equal(snapped.detach(), float_to_uint8(x).float() / 255)
+    snapped.sum().backward()
+    assert torch.equal(leaf.grad, torch.ones_like(x))   # straight through
+
+
+def test_to_pil_images_round_trips_uint8_and_rounds_floats():
+    u8 = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    pil = to_pil_images(u8)
+    assert [im.size for im in pil] == [(5, 4), (5, 4)]
+    assert torch.equal(torch.stack([pil_to_uint8_tensor(im) for im in pil]), u8)
+    assert torch.equal(pil_to_uint8_tensor(to_pil_images(u8.float() / 255)[1]), u8[1])
+    assert to_pil_images(pil) == pil and to_pil_images([]) == []
+    mixed = to_pil_images(image_batch([pil[0], u8[1, :, :2]]))
+    assert [im.size for im in mixed] == [(5, 4), (5, 2)]
+    assert to_pil_images(np.zeros((1, 1, 3, 3), np.float32))[0].mode == "L"
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*got \(3, 4, 5\)"):
+        to_pil_images(u8[0])
+
+
+def test_pad_to_square_tensor_equals_pil():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (3, 8, 3), dtype=np.uint8))
+    padded = pil_to_uint8_tensor(pad_to_square(img)).float() / 255
+    assert torch.equal(pad_to_square(pil_to_uint8_tensor(img).float()[None] / 255)[0], padded)
+    tall = torch.rand(2, 3, 5, 2, requires_grad=True)
+    out = pad_to_square(tall, fill=(0, 255, 0))
+    assert out.shape == (2, 3, 5, 5) and torch.equal(out[:, :, :, 1:3], tall.detach())
+    assert torch.equal(out[0, :, 0, 0], torch.tensor([0.0, 1.0, 0.0]))
+    out.sum().backward()
+    assert torch.equal(tall.grad, torch.ones_like(tall))

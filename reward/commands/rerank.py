@@ -111,11 +111,11 @@ def main(argv: list[str]) -> int:
     paths = write_rerank_report(result, images, args.out, args.reward, names=names, group_labels=labels,
                                 extra=extra)
     if args.pipeline:
-        from artquant_core.plots import _as_pil_list
+        from artquant_core.images import to_pil_images
 
         best_dir = Path(args.out) / "best"
         best_dir.mkdir(parents=True, exist_ok=True)
-        pil = _as_pil_list(images)
+        pil = to_pil_images(images)
         for g, index in enumerate(result.indices.tolist()):
             pil[index].save(best_dir / f"prompt{g:02d}_best.png")
     for g, index in enumerate(result.indices.tolist()):
