@@ -17,8 +17,6 @@ _EXPORTS = {
     "to_image_batch": "images",
     "image_batch": "images",
     "ImageBatch": "images",
-    "image_batch": "images",
-    "ImageBatch": "images",
     "make_synthart": "synthart",
     "evaluate_scores": "metrics",
     "ArtQuantScorer": "scorer",
