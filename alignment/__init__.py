@@ -9,6 +9,8 @@ _EXPORTS = {
     "DDPOTrainer": "ddpo_trainer",
     "RewardGradConfig": "reward_grad_config",
     "RewardGradTrainer": "reward_grad_trainer",
+    "DiffusionDPOConfig": "dpo_config",
+    "DiffusionDPOTrainer": "dpo_trainer",
     "ddim_step_with_logprob": "ddim",
     "build_tiny_sd": "tiny_sd",
     "PerPromptStatTracker": "stat_tracking",

@@ -102,6 +102,10 @@ class AlignmentRunConfig:
             self.log_with = None
         self.validate()
 
+    def uses_reference_policy(self) -> bool:
+        """Whether training compares against the frozen starting model (a full fine-tuning then keeps a copy)."""
+        return self.kl_coef > 0
+
     def validate(self, num_processes: int = 1) -> None:
         """Refuse inconsistent settings, naming the field, before any work starts.
 

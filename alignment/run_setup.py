@@ -123,7 +123,7 @@ class AlignmentSetup:
 
             self.trainable_params = add_lora(unet, cfg.lora_rank)
         else:
-            if cfg.kl_coef > 0:
+            if cfg.uses_reference_policy():
                 self._ref_unet = copy.deepcopy(unet).to(dtype=dtype).requires_grad_(False)
             unet.requires_grad_(True)
             self.trainable_params = list(unet.parameters())

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ddpo": ("alignment.commands.ddpo", "DDPO fine-tuning of a diffusion model"),
     "reward-grad": ("alignment.commands.reward_grad", "DRaFT-K / AlignProp reward-gradient fine-tuning"),
     "dpo": ("alignment.commands.dpo", "Diffusion-DPO on preference pairs (a file, or sampled and ranked)"),
+    "dpo": ("alignment.commands.dpo", "Diffusion-DPO on preference pairs (a file, or sampled and ranked)"),
     "tiny-sd": ("alignment.commands.tiny_sd", "write the shipped painter (tiny SD trained on SynthArt), or --random-init"),
     "tiny-sd3": ("alignment.commands.tiny_sd3", "write a tiny random-init Stable Diffusion 3 (flow matching, no T5)"),
 }
