@@ -1,7 +1,7 @@
 """Run under ``accelerate launch --num_processes 2``: train one epoch, write this rank's trained weights.
 
 Each rank samples different prompts and noise, so without gradient synchronisation the ranks' weights
-part after the first update. ``python tests/ddp_sync_worker.py {ddpo,reward_grad} TINY_SD OUT_DIR``.
+part after the first update. ``python tests/ddp_sync_worker.py {ddpo,reward_grad,dpo} TINY_SD OUT_DIR``.
 """
 
 import sys
@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 
 def main(kind: str, tiny_sd: str, out: str) -> None:
-    from alignment import DDPOConfig, DDPOTrainer, RewardGradConfig, RewardGradTrainer
+    from alignment import (DDPOConfig, DDPOTrainer, DiffusionDPOConfig, DiffusionDPOTrainer, RewardGradConfig,
+                           RewardGradTrainer)
 
     shared = dict(pretrained_model=tiny_sd, output_dir=out, num_epochs=1, sample_num_steps=3, eval_every=0,
                   checkpoint_every=0, prompts=["a painting of a cat", "a painting of a dog"], reward="brightness",
@@ -20,6 +21,9 @@ def main(kind: str, tiny_sd: str, out: str) -> None:
     if kind == "ddpo":
         trainer = DDPOTrainer(DDPOConfig(sample_batch_size=2, sample_num_batches_per_epoch=1,
                                          per_prompt_stat_tracking=False, **shared))
+    elif kind == "dpo":  # pairs sampled and ranked on each process, accumulated over two micro-batches
+        trainer = DiffusionDPOTrainer(DiffusionDPOConfig(samples_per_prompt=2, prompts_per_epoch=2, beta=500.0,
+                                                         **shared))
     else:  # two gradient steps through checkpointed UNet calls, accumulated over two micro-batches
         trainer = RewardGradTrainer(RewardGradConfig(truncated_backprop_steps=2, train_steps_per_epoch=2,
                                                      **shared))

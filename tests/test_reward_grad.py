@@ -347,7 +347,7 @@ def test_ddpo_and_reward_grad_evaluate_the_same_held_out_noise(tiny_sd, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["reward_grad", "ddpo"])
+@pytest.mark.parametrize("kind", ["reward_grad", "ddpo", "dpo"])
 def test_two_processes_keep_identical_weights(tiny_sd, tmp_path, kind):
     """Gradients are averaged across processes (accelerate's DDP), accumulation and checkpointing included."""
     from safetensors.torch import load_file
