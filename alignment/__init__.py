@@ -12,7 +12,11 @@ _EXPORTS = {
     "DiffusionDPOConfig": "dpo_config",
     "DiffusionDPOTrainer": "dpo_trainer",
     "ddim_step_with_logprob": "ddim",
+    "FlowGRPOConfig": "flow_grpo_config",
+    "FlowGRPOTrainer": "flow_grpo_trainer",
+    "sde_step_with_logprob": "flow_sde",
     "build_tiny_sd": "tiny_sd",
+    "build_tiny_sd3": "tiny_sd3",
     "PerPromptStatTracker": "stat_tracking",
 }
 

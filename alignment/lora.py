@@ -11,6 +11,8 @@ import torch
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 PEFT_WEIGHTS = "unet_lora_peft.safetensors"  # the exact adapter tensors, for resuming
 UNET_ATTENTION_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+# SD3's joint attention: the image stream's projections and the text stream's (add_*, to_add_out)
+TRANSFORMER_ATTENTION_MODULES = [*UNET_ATTENTION_MODULES, "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 
 
 def add_lora(unet, rank: int, target_modules: list[str] | None = None) -> list[torch.nn.Parameter]:
@@ -39,14 +41,17 @@ def lora_state_dict(unet) -> dict[str, torch.Tensor]:
 def save_lora(unet, directory: str | Path) -> Path:
     """Write ``pytorch_lora_weights.safetensors`` (diffusers format, for ``load_lora_weights``) and the
     exact peft tensors (for resuming) into ``directory``."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline, StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from safetensors.torch import save_file
 
     directory = Path(directory)
     state = lora_state_dict(unet)
-    StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=convert_state_dict_to_diffusers(state),
-                                              safe_serialization=True)
+    if isinstance(unet, SD3Transformer2DModel):  # "transformer." keys, for StableDiffusion3Pipeline.load_lora_weights
+        StableDiffusion3Pipeline.save_lora_weights(directory, transformer_lora_layers=state, safe_serialization=True)
+    else:
+        StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=convert_state_dict_to_diffusers(state),
+                                                  safe_serialization=True)
     save_file(state, str(directory / PEFT_WEIGHTS))
     return directory / LORA_WEIGHTS
 

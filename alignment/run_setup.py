@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from alignment.eval_scores import hacking_note, held_out_changes, save_eval_scores
-from alignment.pipeline import import_model_libraries, load_sd_pipeline, resolve_pretrained
+from alignment.pipeline import import_model_libraries, load_sd3_pipeline, load_sd_pipeline, resolve_pretrained
 from alignment.prompts import load_prompts
 from alignment.reward_worker import metric_name, score_batch
 from alignment.run_config import AlignmentRunConfig
@@ -103,12 +103,23 @@ class AlignmentSetup:
 
         # 2. the pipeline: frozen parts in half precision on a GPU, the trained weights as configured
         dtype = FROZEN_DTYPES[cfg.mixed_precision] if acc.device.type != "cpu" else torch.float32
-        pipe = load_sd_pipeline(pretrained, device=acc.device)
-        self.scheduler, self.vae, unet = pipe.scheduler, pipe.vae, pipe.unet
+        # the config class names the model family its trainer drives: "sd" (UNet, DDIM) or "sd3" (a flow-matching
+        # transformer, two CLIP encoders, pooled embeddings)
+        kind = getattr(cfg, "pipeline_kind", "sd")
+        if kind not in ("sd", "sd3"):
+            raise ValueError(f"{type(cfg).__name__}.pipeline_kind must be 'sd' or 'sd3', got {kind!r}")
+        if kind == "sd3":
+            pipe = load_sd3_pipeline(pretrained, device=acc.device)
+            unet, text_encoders = pipe.transformer, (pipe.text_encoder, pipe.text_encoder_2)
+        else:
+            pipe = load_sd_pipeline(pretrained, device=acc.device)
+            unet, text_encoders = pipe.unet, (pipe.text_encoder,)
+        self.scheduler, self.vae = pipe.scheduler, pipe.vae
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if dtype != torch.float32:
             self.vae.to(dtype=dtype)
-            pipe.text_encoder.to(dtype=dtype)
+            for encoder in text_encoders:
+                encoder.to(dtype=dtype)
         if cfg.channels_last:
             unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
@@ -119,9 +130,10 @@ class AlignmentSetup:
         if cfg.use_lora:
             if dtype != torch.float32:
                 unet.to(dtype=dtype)
-            from alignment.lora import add_lora
+            from alignment.lora import TRANSFORMER_ATTENTION_MODULES, add_lora
 
-            self.trainable_params = add_lora(unet, cfg.lora_rank)
+            self.trainable_params = add_lora(unet, cfg.lora_rank,
+                                             TRANSFORMER_ATTENTION_MODULES if kind == "sd3" else None)
         else:
             if cfg.uses_reference_policy():
                 self._ref_unet = copy.deepcopy(unet).to(dtype=dtype).requires_grad_(False)
@@ -132,7 +144,12 @@ class AlignmentSetup:
         # prepare: DDP across processes, gradient scaling with fp16, autocast
         self.unet, self.optimizer = acc.prepare(unet, optimizer)
 
-        self.encode = PromptEncoder(pipe.tokenizer, pipe.text_encoder, acc.device)
+        if kind == "sd3":  # (prompt_embeds, pooled) pairs
+            from alignment.pipeline import SD3PromptEncoder
+
+            self.encode = SD3PromptEncoder(pipe, acc.device, cfg.max_sequence_length)
+        else:
+            self.encode = PromptEncoder(pipe.tokenizer, pipe.text_encoder, acc.device)
         self.negative_embeds = self.encode([cfg.negative_prompt])
         self.tracker = None
 
@@ -180,8 +197,12 @@ class AlignmentSetup:
         return float(norm)
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, epoch: int) -> dict[str, float]:
+    def evaluate(self, epoch: int, sample_images: Callable[[list[str]], torch.Tensor] | None = None
+                 ) -> dict[str, float]:
         """Held-out prompts on fixed noise, scored by the training reward and every ``eval_rewards`` spec.
+
+        ``sample_images(prompts) -> (N, 3, H, W)`` replaces the DDIM held-out sampler (a flow-matching
+        trainer passes its own ODE sampler).
 
         Returns ``eval_<name>_{mean,std,min,max}`` and the paired changes since the first evaluation
         (``eval_<name>_change``, ``reward_hacking``); writes ``eval/epoch_N.png`` and ``eval/epoch_N.json``.
@@ -195,9 +216,13 @@ class AlignmentSetup:
         unet = self.policy_unet()
         unet.eval()
         with self.sampling_policy():
-            images = sample_held_out(unet, self.scheduler, self.vae, self.encode, self.negative_embeds, prompts,
-                                     seed=cfg.seed, num_steps=cfg.sample_num_steps, guidance_scale=cfg.guidance_scale,
-                                     eta=cfg.sample_eta, resolution=cfg.resolution, autocast=self.accelerator.autocast)
+            if sample_images is not None:
+                images = sample_images(prompts)
+            else:
+                images = sample_held_out(unet, self.scheduler, self.vae, self.encode, self.negative_embeds, prompts,
+                                         seed=cfg.seed, num_steps=cfg.sample_num_steps,
+                                         guidance_scale=cfg.guidance_scale, eta=cfg.sample_eta,
+                                         resolution=cfg.resolution, autocast=self.accelerator.autocast)
         out: dict[str, float] = {}
         per_image: dict[str, list[float]] = {}
         for reward in [self.reward, *self.eval_rewards]:

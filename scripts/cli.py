@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rerank": ("reward.commands.rerank", "best-of-N reranking with a contact sheet"),
     "ddpo": ("alignment.commands.ddpo", "DDPO fine-tuning of a diffusion model"),
     "reward-grad": ("alignment.commands.reward_grad", "DRaFT-K / AlignProp reward-gradient fine-tuning"),
-    "dpo": ("alignment.commands.dpo", "Diffusion-DPO on preference pairs (a file, or sampled and ranked)"),
+    "flow-grpo": ("alignment.commands.flow_grpo", "Flow-GRPO fine-tuning of a flow-matching model (SD3)"),
     "dpo": ("alignment.commands.dpo", "Diffusion-DPO on preference pairs (a file, or sampled and ranked)"),
     "tiny-sd": ("alignment.commands.tiny_sd", "write the shipped painter (tiny SD trained on SynthArt), or --random-init"),
     "tiny-sd3": ("alignment.commands.tiny_sd3", "write a tiny random-init Stable Diffusion 3 (flow matching, no T5)"),

@@ -82,3 +82,108 @@ def test_noise_level_and_scheduler_are_refused_by_name():
         sde_step_with_logprob(ddim, x, 0, x, 0.7)
     with pytest.raises(ValueError, match="noise_schedule"):
         sde_step_with_logprob(sched, x, 0, x, 0.7, noise_schedule="cosine")
+
+
+# ------------------------------------------------------------------ config and model refusals
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from alignment import FlowGRPOConfig, FlowGRPOTrainer  # noqa: E402
+from artquant_core.tracking import read_metrics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_sd3(tmp_path_factory):
+    from alignment.tiny_sd3 import build_tiny_sd3
+
+    return build_tiny_sd3(tmp_path_factory.mktemp("fg") / "tiny_sd3", seed=0)
+
+
+def config(tiny_sd3, out, **kw) -> FlowGRPOConfig:
+    base = dict(pretrained_model=tiny_sd3, output_dir=str(out), num_epochs=2, sample_num_steps=4, group_size=2,
+                sample_batch_size=4, train_batch_size=2, max_sequence_length=8, eval_every=1, eval_num_per_prompt=1,
+                eval_prompts=["a painting of a horse", "a boat on the sea"], checkpoint_every=1, sde_window_size=2,
+                sde_window_start=1, learning_rate=1e-2, clip_range=0.2, reward="brightness",
+                prompts=["a painting of a cat", "a painting of a dog"])
+    base.update(kw)
+    return FlowGRPOConfig(**base)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(noise_level=0.0), "noise_level must be > 0"),
+    (dict(noise_level=-1.0), "noise_level must be > 0"),
+    (dict(noise_schedule="cosine"), "noise_schedule must be one of"),
+    (dict(sde_window_size=5), r"sde_window_size must be in \[1, sample_num_steps=4\]"),
+    (dict(sde_window_size=2, sde_window_start=3), "sde_window_start=3 puts the SDE window outside"),
+    (dict(sde_window_start=-1), "sde_window_start=-1"),
+    (dict(group_size=3), "multiple of group_size"),
+    (dict(group_size=1, sample_batch_size=4), "group_size must be >= 2"),
+])
+def test_config_errors_name_the_field(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        config("tiny-sd3", tmp_path, **kw)
+
+
+def test_a_non_flow_scheduler_is_refused_naming_the_expected_class(tiny_sd3, tmp_path):
+    import shutil
+
+    ddim = tmp_path / "ddim_sd3"
+    shutil.copytree(tiny_sd3, ddim)
+    for name in ("model_index.json", "scheduler/scheduler_config.json"):
+        path = ddim / name
+        path.write_text(path.read_text().replace("FlowMatchEulerDiscreteScheduler", "DDIMScheduler"))
+    with pytest.raises(ValueError, match="needs a FlowMatchEulerDiscreteScheduler.*got DDIMScheduler"):
+        FlowGRPOTrainer(config(str(ddim), tmp_path / "run"))
+
+
+# ------------------------------------------------------------------ runs on the tiny SD3
+def _lora(trainer) -> dict[str, torch.Tensor]:
+    from alignment.lora import lora_state_dict
+
+    return lora_state_dict(trainer.setup.policy_unet())
+
+
+def test_two_epochs_write_metrics_and_a_diffusers_lora_and_resume_exactly(tiny_sd3, tmp_path):
+    out = tmp_path / "whole"
+    whole = FlowGRPOTrainer(config(tiny_sd3, out))
+    final = whole.train()
+    rows = [r for r in read_metrics(out) if "reward_mean" in r]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    for r in rows:
+        assert {"reward_mean", "loss", "clipfrac", "approx_kl", "kl", "eval_brightness_mean", "sample_s",
+                "train_s"} <= set(r)
+        assert r["reward_min"] < r["reward_max"]  # G different images per prompt
+    assert "eval_brightness_mean" in final and (out / "reward_curve.png").is_file()
+    ckpt = out / "checkpoint-2"
+    assert json.loads((ckpt / "trainer_state.json").read_text())["epoch"] == 2
+
+    # the LoRA loads into StableDiffusion3Pipeline (diffusers format) and reproduces the trained transformer
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(tiny_sd3, text_encoder_3=None, tokenizer_3=None)
+    pipe.load_lora_weights(str(ckpt), weight_name="pytorch_lora_weights.safetensors")
+    x, emb, pooled, t = torch.randn(2, 16, 8, 8), torch.randn(2, 24, 64), torch.randn(2, 64), torch.tensor([900., 20.])
+    ours_model = whole.setup.policy_unet().eval()
+    kw = dict(hidden_states=x, timestep=t, encoder_hidden_states=emb, pooled_projections=pooled, return_dict=False)
+    with torch.no_grad():
+        ours, loaded = ours_model(**kw)[0], pipe.transformer(**kw)[0]
+        pipe.transformer.disable_lora()
+        base = pipe.transformer(**kw)[0]
+    torch.testing.assert_close(loaded, ours, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(loaded, base)
+
+    # resume from checkpoint-1 of a 1-epoch run == the uninterrupted 2-epoch run
+    FlowGRPOTrainer(config(tiny_sd3, tmp_path / "cut", num_epochs=1)).train()
+    resumed = FlowGRPOTrainer(config(tiny_sd3, tmp_path / "cut", resume_from=str(tmp_path / "cut" / "checkpoint-1")))
+    resumed.train()
+    a, b = _lora(whole), _lora(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_s") and k != "peak_rss_mib"}
+    assert [strip(r) for r in rows][1] == strip([r for r in read_metrics(tmp_path / "cut") if "reward_mean" in r][1])

@@ -1,0 +1,204 @@
+"""Flow-GRPO: GRPO fine-tuning of a flow-matching model (SD3) against a reward (Liu et al. 2025).
+
+Each epoch: draw prompts, sample each ``group_size`` times with the SDE form of the
+Euler sampler on the steps of the SDE window (the ODE elsewhere: MixGRPO /
+Flow-GRPO-Fast), recording each SDE step's log-probability; score the images (on a
+worker thread, while the next batch samples); normalise each reward by its prompt's
+group (mean / std over the epoch's samples, all processes); then PPO-clip updates
+on the recorded SDE steps, with a KL to the reference policy (LoRA adapters
+disabled) on each step's Gaussian.
+
+Training is timestep-batched as in DDPO: a micro-batch's trained steps go through one
+transformer call (or chunks of ``train_timestep_batch``) with per-sample timesteps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from alignment.ddpo_loss import gaussian_kl, ppo_clip_loss
+from alignment.fine_tuning import FineTuningTrainer
+from alignment.flow_grpo_config import FlowGRPOConfig
+from alignment.flow_sampling import guided_velocity, sample_flow_held_out, sample_flow_trajectories
+from alignment.flow_sde import check_flow_scheduler, sde_step_with_logprob
+from alignment.reward_worker import AsyncRewarder, metric_name
+from alignment.run_setup import peak_memory, summary_stats
+from alignment.sampling import derive_seed
+from alignment.stat_tracking import PerPromptStatTracker
+
+
+class FlowGRPOTrainer(FineTuningTrainer):
+    """Flow-GRPO trainer. ``FlowGRPOTrainer(config, reward=None).train() -> dict`` of final metrics.
+
+    Args:
+        config: a ``FlowGRPOConfig``; validated before anything is loaded.
+        reward: any callable following the reward protocol (``reward(images, prompts) -> (B,)``,
+            ``.name``); ``None`` loads ``config.reward`` with ``reward.load_reward``.
+    """
+
+    method = "flow-grpo"
+
+    def __init__(self, config: FlowGRPOConfig, reward: Callable | None = None) -> None:
+        super().__init__(config, reward)  # checks every input, then loads models / optimizer
+        check_flow_scheduler(self.setup.scheduler)
+        # group statistics of one epoch only (cleared every epoch, so nothing to checkpoint): min_count 1
+        # means every prompt uses its own group's mean / std, never the batch's
+        self.group_stats = PerPromptStatTracker(buffer_size=10 ** 9, min_count=1)
+        self.rewarder = AsyncRewarder(self.setup.reward)
+
+    def close(self) -> None:
+        self.rewarder.close()
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """Held-out evaluation with the deterministic ODE sampler (see :meth:`AlignmentSetup.evaluate`)."""
+        cfg, s = self.config, self.setup
+
+        def ode_images(prompts: list[str]) -> torch.Tensor:
+            return sample_flow_held_out(s.policy_unet(), s.scheduler, s.vae, s.encode, s.negative_embeds, prompts,
+                                        seed=cfg.seed, num_steps=cfg.sample_num_steps,
+                                        guidance_scale=cfg.guidance_scale, resolution=cfg.resolution,
+                                        autocast=s.accelerator.autocast)
+
+        return s.evaluate(epoch, sample_images=ode_images)
+
+    def sde_window(self, epoch: int) -> range:
+        """The epoch's SDE steps: fixed at ``sde_window_start`` or, with ``sde_window_random``, drawn from a
+        generator of (seed, epoch) only, so every process (and a resumed run) uses the same window."""
+        cfg = self.config
+        start = cfg.sde_window_start
+        if cfg.sde_window_random:
+            gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 11))
+            start = int(torch.randint(cfg.sample_num_steps - cfg.window_size + 1, (1,), generator=gen))
+        return range(start, start + cfg.window_size)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """Sample and score ``sample_num_batches_per_epoch`` batches of groups, then ``train_num_inner_epochs`` passes."""
+        samples, metrics = self._sample(epoch)
+        t0 = time.perf_counter()
+        for inner in range(self.config.train_num_inner_epochs):
+            metrics.update(self._train_inner(samples, epoch, inner))
+        metrics["train_s"] = time.perf_counter() - t0
+        n = samples["latents"].shape[0] * self.accelerator.num_processes
+        metrics["samples_per_s"] = n / (metrics["sample_s"] + metrics["reward_s"] + metrics["train_s"])
+        metrics.update(peak_memory())
+        return metrics
+
+    # -------------------------------------------------------------- sampling
+    def _sample(self, epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        cfg, s = self.config, self.setup
+        acc, transformer = s.accelerator, s.policy_unet()
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index))
+        window = self.sde_window(epoch)
+        t0 = time.perf_counter()
+        batches, futures, prompt_ids = [], [], []
+        transformer.eval()
+        with s.sampling_policy():
+            for _ in range(cfg.sample_num_batches_per_epoch):
+                groups = torch.randint(len(s.prompts), (cfg.sample_batch_size // cfg.group_size,), generator=gen)
+                ids = groups.repeat_interleave(cfg.group_size)
+                prompts = [s.prompts[i] for i in ids]
+                cond = s.encode(prompts)
+                with acc.autocast():
+                    traj = sample_flow_trajectories(
+                        transformer, s.scheduler, s.vae, cond, s.negative_embeds, num_steps=cfg.sample_num_steps,
+                        guidance_scale=cfg.guidance_scale, noise_level=cfg.noise_level,
+                        noise_schedule=cfg.noise_schedule, sde_steps=window, resolution=cfg.resolution,
+                        generator=gen)
+                futures.append(self.rewarder.submit(traj.images, prompts))  # scored while the next batch samples
+                batches.append((traj, cond))
+                prompt_ids.append(ids)
+        sample_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        scored = [f.result() for f in futures]
+        reward_s = time.perf_counter() - t1  # the part of scoring that did not overlap sampling
+        local = torch.cat([r for r, _ in scored])
+        rewards = acc.gather(local.to(acc.device)).cpu()
+        ids_all = acc.gather(torch.cat(prompt_ids).to(acc.device)).cpu()
+        metrics = {"sample_s": sample_s, "reward_s": reward_s, "num_samples": rewards.numel(),
+                   "sde_window_start": window.start, **summary_stats("reward", rewards)}
+        for name in scored[0][1]:
+            comp = acc.gather(torch.cat([c[name] for _, c in scored]).to(acc.device)).cpu()
+            metrics[f"reward_{metric_name(name)}_mean"] = comp.mean().item()
+        # group-relative advantages: each prompt's rewards of this epoch, from every process
+        adv = self.group_stats.update([s.prompts[i] for i in ids_all], rewards.numpy())
+        self.group_stats.clear()
+        n = local.shape[0]
+        mine = torch.as_tensor(adv[acc.process_index * n:(acc.process_index + 1) * n], dtype=torch.float32)
+        samples = {
+            "latents": torch.cat([t.latents for t, _ in batches]),
+            "log_probs": torch.cat([t.log_probs for t, _ in batches]).float(),
+            "embeds": torch.cat([c[0] for _, c in batches]),
+            "pooled": torch.cat([c[1] for _, c in batches]),
+            "advantages": mine.to(acc.device),
+            "sde_steps": batches[0][0].sde_steps,
+        }
+        return samples, metrics
+
+    # -------------------------------------------------------------- training
+    def _train_inner(self, samples: dict[str, Any], epoch: int, inner: int) -> dict[str, float | None]:
+        cfg, s = self.config, self.setup
+        acc = s.accelerator
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index, inner, 7))
+        n, w = samples["latents"].shape[0], samples["sde_steps"].shape[0]
+        order = torch.randperm(n, generator=gen)
+        # per sample, a random subset of its window's steps (train_timestep_fraction of them)
+        k = max(1, int(w * cfg.train_timestep_fraction))
+        cols = torch.stack([torch.randperm(w, generator=gen)[:k] for _ in range(n)])
+        chunk = cfg.train_timestep_batch or k
+        accum = cfg.train_gradient_accumulation_steps
+        s.scheduler.set_timesteps(cfg.sample_num_steps, device=acc.device)  # the sigmas the samples were drawn with
+        stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "kl": []}
+        s.unet.train()
+        micro = [order[i:i + cfg.train_batch_size] for i in range(0, n, cfg.train_batch_size)]
+        for m, idx in enumerate(micro):
+            sync = (m + 1) % accum == 0
+            parts = [cols[idx, j:j + chunk] for j in range(0, k, chunk)]
+            for c, part in enumerate(parts):
+                # gradients are all-reduced once per optimizer step: on its last backward only
+                last = sync and c == len(parts) - 1
+                with acc.no_sync(s.unet) if not last else contextlib.nullcontext():
+                    loss, st = self._chunk_loss(samples, idx, part)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite Flow-GRPO loss ({loss.item()}) at epoch {epoch}; the "
+                                                 "step was not applied and the last checkpoint is intact")
+                    # each chunk weighted by its share of the k steps: the gradient of the mean over steps
+                    acc.backward(loss * part.shape[1] / (k * accum))
+                for key, v in st.items():
+                    stats[key].append(float(v))
+            if sync:
+                s.clip_and_step()
+        return {key: float(np.mean(v)) if v else None for key, v in stats.items()}
+
+    def _chunk_loss(self, samples: dict[str, Any], idx: torch.Tensor, cols: torch.Tensor):
+        """PPO(-KL) loss of samples ``idx`` at their window positions ``cols`` (b, c) in ONE transformer call."""
+        cfg, s = self.config, self.setup
+        b, c = cols.shape
+        rows = idx[:, None].expand(b, c)
+        steps = samples["sde_steps"][cols]  # (b, c) step indices in the schedule
+        x_t = samples["latents"][rows, steps].flatten(0, 1)
+        x_next = samples["latents"][rows, steps + 1].flatten(0, 1)
+        step_idx = steps.flatten()
+        t = s.scheduler.timesteps[step_idx.to(s.scheduler.timesteps.device)].to(x_t.device)
+        cond = (samples["embeds"][idx].repeat_interleave(c, dim=0), samples["pooled"][idx].repeat_interleave(c, dim=0))
+        old = samples["log_probs"][rows, cols].flatten()
+        adv = samples["advantages"][idx].repeat_interleave(c)
+        sde = dict(noise_level=cfg.noise_level, prev_sample=x_next, noise_schedule=cfg.noise_schedule)
+        with s.accelerator.autocast():
+            v = guided_velocity(s.unet, x_t, t, cond, s.negative_embeds, cfg.guidance_scale)
+        step = sde_step_with_logprob(s.scheduler, v, step_idx, x_t, **sde)
+        loss, st = ppo_clip_loss(step.log_prob, old, adv, cfg.clip_range, cfg.adv_clip_max)
+        st = dict(st)
+        if cfg.kl_coef > 0:
+            with torch.no_grad(), s.reference_policy() as ref, s.accelerator.autocast():
+                ref_v = guided_velocity(ref, x_t, t, cond, s.negative_embeds, cfg.guidance_scale)
+            ref_step = sde_step_with_logprob(s.scheduler, ref_v, step_idx, x_t, **sde)
+            kl = gaussian_kl(step.mean, ref_step.mean, step.std).mean()
+            loss = loss + cfg.kl_coef * kl
+            st["kl"] = kl.detach()
+        st["loss"] = loss.detach()
+        return loss, st
