@@ -1,7 +1,8 @@
 """Run under ``accelerate launch --num_processes 2``: train one epoch, write this rank's trained weights.
 
 Each rank samples different prompts and noise, so without gradient synchronisation the ranks' weights
-part after the first update. ``python tests/ddp_sync_worker.py {ddpo,reward_grad,dpo} TINY_SD OUT_DIR``.
+part after the first update. ``python tests/ddp_sync_worker.py {ddpo,reward_grad,dpo,flow_grpo} TINY_SD OUT_DIR``
+(``flow_grpo``: TINY_SD is a tiny SD3 folder).
 """
 
 import sys
@@ -18,7 +19,13 @@ def main(kind: str, tiny_sd: str, out: str) -> None:
     shared = dict(pretrained_model=tiny_sd, output_dir=out, num_epochs=1, sample_num_steps=3, eval_every=0,
                   checkpoint_every=0, prompts=["a painting of a cat", "a painting of a dog"], reward="brightness",
                   learning_rate=1e-2, train_batch_size=1, train_gradient_accumulation_steps=2)
-    if kind == "ddpo":
+    if kind == "flow_grpo":  # two groups of 2 per process, two micro-batches accumulated
+        from alignment import FlowGRPOConfig, FlowGRPOTrainer
+
+        trainer = FlowGRPOTrainer(FlowGRPOConfig(group_size=2, sample_batch_size=2, sample_num_batches_per_epoch=2,
+                                                 max_sequence_length=8, sde_window_size=2, clip_range=0.2,
+                                                 **shared))
+    elif kind == "ddpo":
         trainer = DDPOTrainer(DDPOConfig(sample_batch_size=2, sample_num_batches_per_epoch=1,
                                          per_prompt_stat_tracking=False, **shared))
     elif kind == "dpo":  # pairs sampled and ranked on each process, accumulated over two micro-batches
