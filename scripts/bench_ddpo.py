@@ -19,6 +19,11 @@ so no CUDA build is pulled). trl is never a dependency of the toolkit.
 
     python scripts/bench_ddpo.py --epochs 4 --rounds 2 --out bench_ddpo.json
 
+``--latent-size 32`` benchmarks a tiny SD whose VAE down-samples once (32x32 latents
+at 64 px, nearer SD 1.5's 64x64, where the UNet's compute dominates) instead of the
+embedded model's three times (8x8); a comma list (``--latent-size 8,32``) runs each
+size in turn and prints one table per size.
+
 On a shared machine, pin it to one free core with one thread; the runs it
 starts inherit the CPU affinity:
 
@@ -98,7 +103,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     setup_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # libraries + models + LoRA
     per_epoch = int(config.sample_batch_size * config.sample_num_batches_per_epoch)
     epochs_out: list[dict] = []
-    run_epoch = trainer._epoch  # the whole epoch: sampling, (async) rewards, advantages, training
+    run_epoch = trainer.train_epoch  # the whole epoch: sampling, (async) rewards, advantages, training
 
     def timed_epoch(epoch: int) -> dict:
         start = time.perf_counter()
@@ -110,7 +115,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
         print(f"ours epoch {epoch}: {epoch_s:.2f} s ({per_epoch / epoch_s:.3f} samples/s)", flush=True)
         return metrics
 
-    trainer._epoch = timed_epoch
+    trainer.train_epoch = timed_epoch
     trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, alternating")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pipeline", default=None, help="tiny SD folder (default: build_tiny_sd into a temp dir)")
+    parser.add_argument("--latent-size", default="8", help="latent side(s) of the built tiny SD at 64 px: 8 (the "
+                        "embedded model), 16 or 32; a comma list runs each (ignored with --pipeline)")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_PEER_VENV)
     parser.add_argument("--ours-timestep-batch", type=int, default=None,
                         help="our train_timestep_batch (timesteps per UNet call in training; default: DDPOConfig's; "
@@ -179,12 +186,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "ours":
         return run_ours(args.pipeline, args.epochs, args.threads, args.result, args.ours_timestep_batch)
 
-    pipeline = args.pipeline
-    if pipeline is None:
-        from alignment import build_tiny_sd
-
-        pipeline = build_tiny_sd(Path(tempfile.mkdtemp(prefix="bench-ddpo-")) / "tiny_sd", seed=0, pretrained=False)
+    sizes = [int(v) for v in str(args.latent_size).split(",")]
+    bad = [v for v in sizes if v not in LATENT_VAE_CHANNELS]
+    if bad:
+        parser.error(f"--latent-size must be among {sorted(LATENT_VAE_CHANNELS)}, got {bad}")
     peer = None if args.skip_peer else ensure_peer_venv(args.peer_venv)
+    results = {}
+    for size in ([None] if args.pipeline else sizes):
+        pipeline = args.pipeline or build_bench_pipeline(size)
+        results[f"latent_{size}" if size else "pipeline"] = bench_one(args, pipeline, peer, size)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results if len(results) > 1 else next(iter(results.values())),
+                                             indent=1))
+    return 0
+
+
+#: VAE channels per level giving each latent side at 64 px (one level per down-sampling, plus one)
+LATENT_VAE_CHANNELS = {8: (16, 32, 32, 32), 16: (16, 32, 32), 32: (16, 32)}
+
+
+def build_bench_pipeline(latent_size: int) -> str:
+    """The random-init tiny SD with a VAE that down-samples 64 px to ``latent_size`` (the UNet unchanged)."""
+    from alignment.tiny_sd import TinySDArchitecture, save_tiny_sd, tiny_sd_pipeline
+
+    arch = TinySDArchitecture(vae_channels=LATENT_VAE_CHANNELS[latent_size])
+    out = Path(tempfile.mkdtemp(prefix=f"bench-ddpo-{latent_size}-")) / "tiny_sd"
+    return save_tiny_sd(tiny_sd_pipeline(arch, seed=0), out, arch)
+
+
+def bench_one(args, pipeline: str, peer, latent_size: int | None) -> dict:
+    """Alternating rounds of both trainers on one pipeline folder; prints and returns the summary."""
     load = os.getloadavg()
     runs: dict[str, list[dict]] = {"ours": [], "peer": []}
     common = ["--pipeline", pipeline, "--epochs", str(args.epochs), "--threads", str(args.threads)]
@@ -201,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {side: summarize(r) for side, r in runs.items() if r}
     ours_tb = runs["ours"][0].get("train_timestep_batch") if runs["ours"] else None
-    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "ours_train_timestep_batch": ours_tb,
+    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "latent_size": latent_size,
+                           "ours_train_timestep_batch": ours_tb,
                            "epochs_per_run": args.epochs, "rounds": args.rounds,
                            "threads": args.threads, "prompt": PROMPT}
     summary["loadavg_before"] = load
@@ -209,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in summary and "peer" in summary:
         summary["speedup"] = summary["ours"]["samples_per_s"] / summary["peer"]["samples_per_s"]
         summary["memory_ratio"] = summary["ours"]["peak_rss_mib"] / summary["peer"]["peak_rss_mib"]
-    print(f"\n{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13} "
+    print(f"\nlatent size {latent_size or 'of ' + pipeline}")
+    print(f"{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13} "
           f"{'after setup':>12}")
     for side in ("ours", "peer"):
         if side in summary:
@@ -219,9 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if "speedup" in summary:
         print(f"speed-up {summary['speedup']:.2f}x, memory ratio {summary['memory_ratio']:.2f} "
               f"(load average before {load[0]:.2f}, after {summary['loadavg_after'][0]:.2f})")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"runs": runs, **summary}, indent=1))
-    return 0
+    return {"runs": runs, **summary}
 
 
 if __name__ == "__main__":
