@@ -4,8 +4,26 @@ Grammar (whitespace around ``+`` and ``*`` is ignored)::
 
     spec   := term ( "+" term )*
     term   := reward [ "*" weight ]  |  weight "*" reward
-    reward := "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  "judge" [ "@" ASPECT ]  |  SIMPLE_NAME
+    reward := builtin | custom
+    builtin:= "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  "judge" [ "@" ASPECT ]  |  SIMPLE_NAME
+            | "clipscore" [ ":" PATH_OR_ID ]  |  "pickscore" [ ":" PATH_OR_ID ]
+            | "laion_aesthetic" ":" PATH  |  "hpsv2"  |  "imagereward"
+    custom := DOTTED_MODULE ":" IDENTIFIER          (e.g. mypkg.rewards:sharpness)
+            | FILE ".py" ":" IDENTIFIER              (e.g. rewards/mine.py:Sharpness)
     weight := a float: 0.8, -1, .5, 2e-3, 1E+2
+
+Precedence, so that custom specs never clash with ``artquant:PATH`` (whose PATH
+may hold ``:`` and ``/``): a term whose text before the first ``:`` or ``@`` is a
+built-in name is that built-in reward, whatever follows (``artquant:x.py:f`` is
+the scorer folder ``x.py:f``); otherwise a term ending in ``.py:IDENTIFIER`` is a
+file; otherwise ``DOTTED.IDENTIFIER:IDENTIFIER`` is a module; anything else is
+an unknown reward. A module whose name is a built-in (``brightness.py``) is
+reached through its file form (``./brightness.py:fn``). In a sum, a ``+`` starts
+a new term where a weight, a built-in name or a custom spec follows it, so a
+custom file path must not contain ``+`` or ``*``. Custom rewards are described
+in :mod:`reward.custom` (a function or a no-argument class, wrapped in
+:class:`~reward.base.BaseReward`, named by the spec, ``differentiable`` only when
+the function or class says so).
 
 ``artquant`` alone is the embedded tiny scorer with its shipped weights;
 ``artquant:PATH`` loads ``ArtQuantScorer.from_pretrained(PATH)`` (PATH may hold
@@ -23,6 +41,13 @@ with an aspect), on the same ``[0, 1]`` scale, for watching reward hacking
 ``:PATH`` (use ``artquant:PATH`` for any other scorer); missing weights raise
 ``FileNotFoundError`` naming the folder.
 
+``clipscore``, ``pickscore`` and ``laion_aesthetic`` are the standard CLIP rewards of
+:mod:`reward.clip_rewards`, loaded through transformers from a local folder (or a
+hub id in the local cache; ``clipscore`` defaults to ``openai/clip-vit-large-patch14``,
+``pickscore`` to ``yuvalkirstain/PickScore_v1``; ``laion_aesthetic`` needs a folder).
+``hpsv2`` and ``imagereward`` are known names that raise a ``ValueError`` saying
+what they would need: their checkpoints exist only for other packages.
+
 A single unweighted term gives that reward; anything else gives a
 :class:`~reward.composite.CompositeReward` keyed by the rewards' names.
 """
@@ -35,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from reward.base import Reward
+from reward.custom import MODULE_SPEC, is_custom_spec, load_custom_reward
 from reward.simple import SIMPLE_REWARDS
 
 _FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
@@ -45,11 +71,31 @@ _ASPECT = re.compile(r"^[A-Za-z_][\w-]*$")
 
 JUDGE_FAMILY = "llava"  # the judge is the other VLM family from the default scorer (qwen2_5_vl)
 
+#: The standard CLIP rewards of reward.clip_rewards: name -> whether ':PATH' is required.
+CLIP_REWARDS = {"clipscore": False, "pickscore": False, "laion_aesthetic": True}
+
+#: Standard rewards whose checkpoints only other packages load: the reason and the way to use them.
+UNWRAPPED_REWARDS = {
+    "hpsv2": ("HPSv2 ships as an open_clip ViT-H-14 checkpoint (HPS_v2.1_compressed.pt, a pickle) with no "
+              "transformers-format release, and its package fetches the base weights from the hub when it "
+              "loads; this toolkit neither depends on open_clip nor unpickles checkpoints. To use it anyway, "
+              "`pip install hpsv2` and wrap hpsv2's scorer in a custom reward (e.g. 'my_rewards.py:HPSv2', "
+              "see README, Rewards)"),
+    "imagereward": ("ImageReward is a BLIP model plus an MLP head loaded by its own package (ImageReward.pt, "
+                    "a pickle, and a BLIP config fetched from the hub); transformers has no format for it. "
+                    "To use it anyway, `pip install image-reward` and wrap ImageReward.load(...).score in a "
+                    "custom reward (e.g. 'my_rewards.py:ImageRewardScore', see README, Rewards)"),
+}
+
+#: A custom spec at the start of a term (what may follow a '+'); it ends at a '*', a '+' or the end.
+_CUSTOM_START = re.compile(rf"^(?:{MODULE_SPEC.pattern[1:-1]}|[^+*]+?\.py:[A-Za-z_]\w*)(?=\s*(?:$|[*+]))")
+
 
 def known_rewards() -> list[str]:
     """Reward names ``load_reward`` accepts: ``artquant`` (``:PATH``, ``@ASPECT``), ``judge``
-    (``@ASPECT``; the independent LLaVA judge) and the simple baselines."""
-    return ["artquant", *SIMPLE_REWARDS, "judge"]
+    (``@ASPECT``; the independent LLaVA judge), the simple baselines, the standard CLIP rewards
+    and the two standard rewards that are named but not wrapped (``hpsv2``, ``imagereward``)."""
+    return ["artquant", *SIMPLE_REWARDS, "judge", *CLIP_REWARDS, *UNWRAPPED_REWARDS]
 
 
 def _starts_term(text: str) -> bool:
@@ -60,7 +106,7 @@ def _starts_term(text: str) -> bool:
     for name in known_rewards():
         if text.startswith(name) and (len(text) == len(name) or text[len(name)] in ":@*+ \t"):
             return True
-    return False
+    return bool(_CUSTOM_START.match(text))
 
 
 def split_terms(spec: str) -> list[str]:
@@ -91,7 +137,8 @@ def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, known_rewards(), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return ValueError(f"unknown reward {name!r}{hint}; known rewards: {', '.join(known_rewards())} "
-                      "(artquant takes ':PATH' and '@ASPECT', judge takes '@ASPECT')")
+                      "(artquant takes ':PATH' and '@ASPECT', judge takes '@ASPECT'), or a custom reward "
+                      "'dotted.module:function' or 'path/to/file.py:Name'")
 
 
 def _split_aspect(rest: str) -> tuple[str, str | None]:
@@ -105,12 +152,14 @@ def _split_aspect(rest: str) -> tuple[str, str | None]:
 
 
 def build_single(body: str, **artquant_options: Any) -> Reward:
-    """One reward from a term without weight."""
+    """One reward from a term without weight (built-in names first, then the custom forms)."""
     name, sep, rest = body.partition(":")
     name = name.strip()
     if "@" in name and not sep:  # "artquant@composition"
         name, _, aspect_only = name.partition("@")
         rest = "@" + aspect_only
+    if name not in known_rewards() and is_custom_spec(body):
+        return load_custom_reward(body)
     if name == "artquant":
         path, aspect = _split_aspect(rest)
         if sep and not path:
@@ -126,9 +175,31 @@ def build_single(body: str, **artquant_options: Any) -> Reward:
         return _judge(aspect, **artquant_options)
     if name in SIMPLE_REWARDS:
         if sep or rest:
-            raise ValueError(f"reward {name!r} takes no ':PATH' or '@ASPECT' (got {body!r})")
+            raise ValueError(f"reward {name!r} takes no ':PATH' or '@ASPECT' (got {body!r}); for a custom "
+                             f"reward in a module named {name!r}, use its file form './{name}.py:NAME'")
         return SIMPLE_REWARDS[name]()
+    if name in CLIP_REWARDS:
+        if rest.startswith("@") or (sep and not rest):
+            raise ValueError(f"reward spec {body!r}: {name!r} takes only ':PATH_OR_HUB_ID' (no '@ASPECT')")
+        return _clip_reward(name, rest if sep else None, **artquant_options)
+    if name in UNWRAPPED_REWARDS:
+        raise ValueError(f"reward {name!r} is not available in this toolkit: {UNWRAPPED_REWARDS[name]}")
     raise _unknown(name if name else body)
+
+
+def _clip_reward(name: str, source: str | None, **options: Any) -> Reward:
+    """``clipscore`` / ``pickscore`` / ``laion_aesthetic`` with ``max_batch`` and ``device`` from ``options``."""
+    from reward import clip_rewards
+
+    kwargs = {k: options[k] for k in ("max_batch", "device") if options.get(k) is not None}
+    if name == "laion_aesthetic":
+        if source is None:
+            raise ValueError("reward 'laion_aesthetic' needs ':PATH', a folder with CLIP ViT-L/14 "
+                             "(openai/clip-vit-large-patch14, transformers format) and "
+                             f"{clip_rewards.AESTHETIC_HEAD_FILE} (the converted head; README, Rewards)")
+        return clip_rewards.LaionAesthetic(source, **kwargs)
+    cls = clip_rewards.ClipScore if name == "clipscore" else clip_rewards.PickScore
+    return cls(**kwargs) if source is None else cls(source, **kwargs)
 
 
 def _artquant(path: str | None, aspect: str | None, **options: Any) -> Reward:
@@ -170,7 +241,8 @@ def load_reward(spec: str, normalize: str = "none", **artquant_options: Any) -> 
 
     ``normalize`` is the :class:`CompositeReward` mode used when the spec is a sum;
     ``artquant_options`` go to every :class:`ArtQuantReward` (``max_batch``, ``autocast_dtype``,
-    ``compile``, ``device``).
+    ``compile``, ``device``); the CLIP rewards take ``max_batch`` and ``device`` from them and
+    custom rewards none.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"reward spec must be a non-empty string, got {spec!r}; known rewards: "
