@@ -63,16 +63,20 @@ def resolve_source(source: str | Path, who: str) -> str:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report: loading the vision half of a full CLIPModel lists every
-    text weight as unexpected, which is the point, not a problem."""
+    """Silence transformers' load report and progress bar: loading the vision half of a full CLIPModel
+    lists every text weight as unexpected, which is the point, not a problem; and a reward is loaded
+    inside training runs whose logs should not carry a bar per load."""
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(level)
+        if bar:
+            logging.enable_progress_bar()
 
 
 def _load(loader: Any, source: str, who: str, what: str, **kwargs: Any) -> Any:

@@ -152,3 +152,25 @@ def test_a_base_reward_subclass_is_used_as_it_is(tmp_path):
     '''))
     reward = load_reward(f"{path}:Blue")
     assert isinstance(reward, BaseReward) and reward.name == "blue" and reward.differentiable
+
+
+def test_custom_specs_from_yaml_and_the_command_line(reward_file, tmp_path, capsys):
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from reward.commands.rerank import main as rerank
+
+    # YAML: the spec is a plain scalar (a colon followed by no space needs no quotes)
+    config = yaml.safe_load(f"reward: {reward_file}:redness*2+brightness\neval_rewards: [{reward_file}:Greenness]\n")
+    assert load_reward(config["reward"]).name == f"{reward_file}:redness*2+brightness"
+    assert load_reward(config["eval_rewards"][0]).name == f"{reward_file}:Greenness"
+    # the command line: artquant rerank --reward FILE.py:NAME
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, red in enumerate([10, 240, 90]):
+        Image.new("RGB", (16, 16), (red, 50, 50)).save(folder / f"img_{i}.png")
+    assert rerank(["--reward", f"{reward_file}:redness", "--images", str(folder), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "rerank.json").read_text())
+    assert report["groups"][0]["best_name"] == "img_1.png"
