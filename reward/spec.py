@@ -71,8 +71,8 @@ _ASPECT = re.compile(r"^[A-Za-z_][\w-]*$")
 
 JUDGE_FAMILY = "llava"  # the judge is the other VLM family from the default scorer (qwen2_5_vl)
 
-#: The standard CLIP rewards of reward.clip_rewards: name -> whether ':PATH' is required.
-CLIP_REWARDS = {"clipscore": False, "pickscore": False, "laion_aesthetic": True}
+#: The standard CLIP rewards of reward.clip_rewards (laion_aesthetic needs ':PATH', the others default to a hub id).
+CLIP_REWARDS = ("clipscore", "pickscore", "laion_aesthetic")
 
 #: Standard rewards whose checkpoints only other packages load: the reason and the way to use them.
 UNWRAPPED_REWARDS = {
