@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alignment.run_config import DEFAULT_EVAL_PROMPTS, DEFAULT_PROMPTS, AlignmentRunConfig, config_field as _f
+from alignment.policy_gradient_config import PolicyGradientConfig
+from alignment.run_config import DEFAULT_EVAL_PROMPTS, DEFAULT_PROMPTS
+from alignment.run_config import config_field as _f
 
 __all__ = ["DDPOConfig", "DEFAULT_PROMPTS", "DEFAULT_EVAL_PROMPTS"]
 
 
 @dataclass
-class DDPOConfig(AlignmentRunConfig):
+class DDPOConfig(PolicyGradientConfig):
     """DDPO (Black et al. 2023) fine-tuning settings.
 
     Dataclass defaults run on the embedded tiny SD on a CPU in about a second
     per epoch; ``configs/ddpo_sd15.yaml`` holds the paper's SD 1.5 settings.
     Batch sizes are per process (as in ``accelerate launch``). The shared
     fields (model, prompts, LoRA, precision, tracking, checkpoints) are
-    ``AlignmentRunConfig``'s.
+    ``AlignmentRunConfig``'s, the sampling / PPO ones ``PolicyGradientConfig``'s.
     """
 
     # shared fields whose default or meaning is DDPO's own
@@ -27,18 +29,11 @@ class DDPOConfig(AlignmentRunConfig):
     train_gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (each over all trained timesteps)")
     tracker_project: str = _f("artquant-ddpo", "wandb project name")
 
-    # sampling
-    sample_batch_size: int = _f(4, "trajectories per sampling batch (per process)")
-    sample_num_batches_per_epoch: int = _f(2, "sampling batches per epoch (per process)")
-
-    # training
-    train_timestep_fraction: float = _f(1.0, "fraction of each trajectory's timesteps trained on (random per sample)")
     train_timestep_batch: int | None = _f(5, "timesteps per UNet call in training (unset: all trained timesteps of "
                                              "a micro-batch in one call); bounds activation memory. On the tiny SD 5 "
                                              "trains within ~10% of 10's speed with ~33 MiB less peak RSS")
-    train_num_inner_epochs: int = _f(1, "passes over each epoch's samples")
-    clip_range: float = _f(1e-4, "PPO clip range of the importance ratio")
-    adv_clip_max: float = _f(5.0, "advantages clipped to +-adv_clip_max")
+
+    # advantages
     per_prompt_stat_tracking: bool = _f(True, "normalise rewards per prompt (else by batch statistics)")
     per_prompt_buffer_size: int = _f(16, "rewards kept per prompt for its statistics")
     per_prompt_min_count: int = _f(16, "rewards a prompt needs before its own statistics are used")
@@ -49,23 +44,6 @@ class DDPOConfig(AlignmentRunConfig):
             raise ValueError(f"sample_eta must be > 0 for DDPO (got {self.sample_eta}): with eta 0 the DDIM step "
                              "is deterministic and its log-probability is undefined")
         super().validate(num_processes)
-        for name in ("sample_batch_size", "sample_num_batches_per_epoch", "train_num_inner_epochs",
-                     "per_prompt_buffer_size", "per_prompt_min_count"):
+        for name in ("per_prompt_buffer_size", "per_prompt_min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("clip_range", "adv_clip_max", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 < self.train_timestep_fraction <= 1:
-            raise ValueError(f"train_timestep_fraction must be in (0, 1], got {self.train_timestep_fraction}")
-        if self.train_timestep_batch is not None and self.train_timestep_batch < 1:
-            raise ValueError(f"train_timestep_batch must be >= 1 or unset, got {self.train_timestep_batch}")
-        samples = self.sample_batch_size * self.sample_num_batches_per_epoch
-        per_step = self.train_batch_size * self.train_gradient_accumulation_steps
-        if samples % per_step:
-            raise ValueError(
-                f"batch sizes do not divide: sample_batch_size*sample_num_batches_per_epoch*num_processes = "
-                f"{self.sample_batch_size}*{self.sample_num_batches_per_epoch}*{num_processes} = "
-                f"{samples * num_processes} samples per epoch is not a multiple of train_batch_size*"
-                f"train_gradient_accumulation_steps*num_processes = {self.train_batch_size}*"
-                f"{self.train_gradient_accumulation_steps}*{num_processes} = {per_step * num_processes}")

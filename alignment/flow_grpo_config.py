@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from alignment.flow_sde import NOISE_SCHEDULES
-from alignment.run_config import AlignmentRunConfig, config_field as _f
+from alignment.policy_gradient_config import PolicyGradientConfig
+from alignment.run_config import config_field as _f
 
 __all__ = ["FlowGRPOConfig"]
 
 
 @dataclass
-class FlowGRPOConfig(AlignmentRunConfig):
+class FlowGRPOConfig(PolicyGradientConfig):
     """Flow-GRPO (Liu et al. 2025) fine-tuning of a flow-matching model (Stable Diffusion 3).
 
     Each prompt is sampled ``group_size`` times; a sample's advantage is its reward
@@ -57,13 +58,7 @@ class FlowGRPOConfig(AlignmentRunConfig):
     sde_window_random: bool = _f(False, "draw the window's start each epoch, uniformly in "
                                         "[0, sample_num_steps - sde_window_size] (Flow-GRPO-Fast / MixGRPO style)")
 
-    # training
     train_timestep_fraction: float = _f(1.0, "fraction of the window's steps trained on (random per sample)")
-    train_timestep_batch: int | None = _f(None, "trained steps per transformer call (unset: all of a micro-batch's "
-                                                "in one call); bounds activation memory")
-    train_num_inner_epochs: int = _f(1, "passes over each epoch's samples")
-    clip_range: float = _f(1e-4, "PPO clip range of the importance ratio")
-    adv_clip_max: float = _f(5.0, "advantages clipped to +-adv_clip_max")
 
     @property
     def window_size(self) -> int:
@@ -73,8 +68,7 @@ class FlowGRPOConfig(AlignmentRunConfig):
     def validate(self, num_processes: int = 1) -> None:
         """The shared checks, then Flow-GRPO's own (naming the field)."""
         super().validate(num_processes)
-        for name in ("group_size", "sample_batch_size", "sample_num_batches_per_epoch", "train_num_inner_epochs",
-                     "max_sequence_length"):
+        for name in ("group_size", "max_sequence_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.noise_level > 0:
@@ -82,9 +76,6 @@ class FlowGRPOConfig(AlignmentRunConfig):
                              f"log-probability), got {self.noise_level}")
         if self.noise_schedule not in NOISE_SCHEDULES:
             raise ValueError(f"noise_schedule must be one of {NOISE_SCHEDULES}, got {self.noise_schedule!r}")
-        for name in ("clip_range", "adv_clip_max"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_sequence_length > 512:
             raise ValueError(f"max_sequence_length must be <= 512 (StableDiffusion3Pipeline's limit), "
                              f"got {self.max_sequence_length}")
@@ -101,12 +92,3 @@ class FlowGRPOConfig(AlignmentRunConfig):
             raise ValueError(f"sde_window_start={self.sde_window_start} puts the SDE window outside the "
                              f"{self.sample_num_steps} steps: it must be in [0, sample_num_steps - sde_window_size = "
                              f"{self.sample_num_steps - self.window_size}]")
-        if not 0 < self.train_timestep_fraction <= 1:
-            raise ValueError(f"train_timestep_fraction must be in (0, 1], got {self.train_timestep_fraction}")
-        if self.train_timestep_batch is not None and self.train_timestep_batch < 1:
-            raise ValueError(f"train_timestep_batch must be >= 1 or unset, got {self.train_timestep_batch}")
-        samples = self.sample_batch_size * self.sample_num_batches_per_epoch
-        per_step = self.train_batch_size * self.train_gradient_accumulation_steps
-        if samples % per_step:
-            raise ValueError(f"sample_batch_size*sample_num_batches_per_epoch = {samples} samples per process is not "
-                             f"a multiple of train_batch_size*train_gradient_accumulation_steps = {per_step}")

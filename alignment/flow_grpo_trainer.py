@@ -14,25 +14,22 @@ transformer call (or chunks of ``train_timestep_batch``) with per-sample timeste
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from alignment.ddpo_loss import gaussian_kl, ppo_clip_loss
-from alignment.fine_tuning import FineTuningTrainer
 from alignment.flow_grpo_config import FlowGRPOConfig
 from alignment.flow_sampling import guided_velocity, sample_flow_held_out, sample_flow_trajectories
 from alignment.flow_sde import check_flow_scheduler, sde_step_with_logprob
-from alignment.reward_worker import AsyncRewarder, metric_name
-from alignment.run_setup import peak_memory, summary_stats
+from alignment.policy_gradient import PolicyGradientTrainer
+from alignment.reward_worker import AsyncRewarder
 from alignment.sampling import derive_seed
 from alignment.stat_tracking import PerPromptStatTracker
 
 
-class FlowGRPOTrainer(FineTuningTrainer):
+class FlowGRPOTrainer(PolicyGradientTrainer):
     """Flow-GRPO trainer. ``FlowGRPOTrainer(config, reward=None).train() -> dict`` of final metrics.
 
     Args:
@@ -76,20 +73,9 @@ class FlowGRPOTrainer(FineTuningTrainer):
             start = int(torch.randint(cfg.sample_num_steps - cfg.window_size + 1, (1,), generator=gen))
         return range(start, start + cfg.window_size)
 
-    def train_epoch(self, epoch: int) -> dict[str, Any]:
-        """Sample and score ``sample_num_batches_per_epoch`` batches of groups, then ``train_num_inner_epochs`` passes."""
-        samples, metrics = self._sample(epoch)
-        t0 = time.perf_counter()
-        for inner in range(self.config.train_num_inner_epochs):
-            metrics.update(self._train_inner(samples, epoch, inner))
-        metrics["train_s"] = time.perf_counter() - t0
-        n = samples["latents"].shape[0] * self.accelerator.num_processes
-        metrics["samples_per_s"] = n / (metrics["sample_s"] + metrics["reward_s"] + metrics["train_s"])
-        metrics.update(peak_memory())
-        return metrics
-
     # -------------------------------------------------------------- sampling
-    def _sample(self, epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sample(self, epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Sample and score this epoch's groups; group-relative advantages over every process's samples."""
         cfg, s = self.config, self.setup
         acc, transformer = s.accelerator, s.policy_unet()
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index))
@@ -112,69 +98,30 @@ class FlowGRPOTrainer(FineTuningTrainer):
                 futures.append(self.rewarder.submit(traj.images, prompts))  # scored while the next batch samples
                 batches.append((traj, cond))
                 prompt_ids.append(ids)
-        sample_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        scored = [f.result() for f in futures]
-        reward_s = time.perf_counter() - t1  # the part of scoring that did not overlap sampling
-        local = torch.cat([r for r, _ in scored])
-        rewards = acc.gather(local.to(acc.device)).cpu()
-        ids_all = acc.gather(torch.cat(prompt_ids).to(acc.device)).cpu()
-        metrics = {"sample_s": sample_s, "reward_s": reward_s, "num_samples": rewards.numel(),
-                   "sde_window_start": window.start, **summary_stats("reward", rewards)}
-        for name in scored[0][1]:
-            comp = acc.gather(torch.cat([c[name] for _, c in scored]).to(acc.device)).cpu()
-            metrics[f"reward_{metric_name(name)}_mean"] = comp.mean().item()
+        local, rewards, ids_all, metrics = self.gather_rewards(futures, prompt_ids, time.perf_counter() - t0)
+        metrics["sde_window_start"] = window.start
         # group-relative advantages: each prompt's rewards of this epoch, from every process
         adv = self.group_stats.update([s.prompts[i] for i in ids_all], rewards.numpy())
         self.group_stats.clear()
-        n = local.shape[0]
-        mine = torch.as_tensor(adv[acc.process_index * n:(acc.process_index + 1) * n], dtype=torch.float32)
         samples = {
             "latents": torch.cat([t.latents for t, _ in batches]),
             "log_probs": torch.cat([t.log_probs for t, _ in batches]).float(),
             "embeds": torch.cat([c[0] for _, c in batches]),
             "pooled": torch.cat([c[1] for _, c in batches]),
-            "advantages": mine.to(acc.device),
+            "advantages": self.local_share(adv, local.shape[0]),
             "sde_steps": batches[0][0].sde_steps,
         }
         return samples, metrics
 
     # -------------------------------------------------------------- training
-    def _train_inner(self, samples: dict[str, Any], epoch: int, inner: int) -> dict[str, float | None]:
-        cfg, s = self.config, self.setup
-        acc = s.accelerator
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, acc.process_index, inner, 7))
-        n, w = samples["latents"].shape[0], samples["sde_steps"].shape[0]
-        order = torch.randperm(n, generator=gen)
-        # per sample, a random subset of its window's steps (train_timestep_fraction of them)
-        k = max(1, int(w * cfg.train_timestep_fraction))
-        cols = torch.stack([torch.randperm(w, generator=gen)[:k] for _ in range(n)])
-        chunk = cfg.train_timestep_batch or k
-        accum = cfg.train_gradient_accumulation_steps
-        s.scheduler.set_timesteps(cfg.sample_num_steps, device=acc.device)  # the sigmas the samples were drawn with
-        stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "kl": []}
-        s.unet.train()
-        micro = [order[i:i + cfg.train_batch_size] for i in range(0, n, cfg.train_batch_size)]
-        for m, idx in enumerate(micro):
-            sync = (m + 1) % accum == 0
-            parts = [cols[idx, j:j + chunk] for j in range(0, k, chunk)]
-            for c, part in enumerate(parts):
-                # gradients are all-reduced once per optimizer step: on its last backward only
-                last = sync and c == len(parts) - 1
-                with acc.no_sync(s.unet) if not last else contextlib.nullcontext():
-                    loss, st = self._chunk_loss(samples, idx, part)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite Flow-GRPO loss ({loss.item()}) at epoch {epoch}; the "
-                                                 "step was not applied and the last checkpoint is intact")
-                    # each chunk weighted by its share of the k steps: the gradient of the mean over steps
-                    acc.backward(loss * part.shape[1] / (k * accum))
-                for key, v in st.items():
-                    stats[key].append(float(v))
-            if sync:
-                s.clip_and_step()
-        return {key: float(np.mean(v)) if v else None for key, v in stats.items()}
+    def num_recorded_steps(self, samples: dict[str, Any]) -> int:
+        return samples["sde_steps"].shape[0]
 
-    def _chunk_loss(self, samples: dict[str, Any], idx: torch.Tensor, cols: torch.Tensor):
+    def before_training(self, samples: dict[str, Any]) -> None:
+        # the sigmas the samples were drawn with (evaluation may have set others)
+        self.setup.scheduler.set_timesteps(self.config.sample_num_steps, device=self.accelerator.device)
+
+    def chunk_loss(self, samples: dict[str, Any], idx: torch.Tensor, cols: torch.Tensor):
         """PPO(-KL) loss of samples ``idx`` at their window positions ``cols`` (b, c) in ONE transformer call."""
         cfg, s = self.config, self.setup
         b, c = cols.shape

@@ -7,7 +7,6 @@ before any model loads, and a bad one is named by its row number.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,34 +24,15 @@ class PreferencePair:
     rejected: Path
 
 
-def _read_rows(path: Path) -> list:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {number}: not JSON ({exc.msg})") from None
-        return rows
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); expected a list of "
-                         "{prompt, chosen, rejected} rows, or use .jsonl for one row a line") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of {{prompt, chosen, rejected}} rows, got {type(rows).__name__}")
-    return rows
-
-
 def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
     """Read and check a pairs file (``.json`` list or ``.jsonl``); errors name the file and the row."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pairs_file: no such file: {path}")
     pairs = []
-    for index, row in enumerate(_read_rows(path)):
+    from artquant_core.records import read_json_or_jsonl
+
+    for index, row in enumerate(read_json_or_jsonl(path)):
         where = f"{path}, row {index}"
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected an object with keys {PAIR_KEYS}, got {type(row).__name__}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 
 def non_differentiable_parts(reward: Any) -> list[str]:

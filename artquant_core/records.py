@@ -100,7 +100,8 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> 
     return path
 
 
-def _read_json_or_jsonl(path: Path) -> list[Any]:
+def read_json_or_jsonl(path: Path) -> list[Any]:
+    """The rows of a JSON list (or one object) or of a JSON Lines file (``.jsonl``); bad JSON names the line."""
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
         raise ValueError(f"{path}: empty records file")
@@ -237,7 +238,7 @@ def load_records(path: str | Path, image_root: str | Path | None = None, check_i
     if image_root is not None and not base.is_dir():
         raise FileNotFoundError(f"image_root is not a directory: {base}")
     return [_parse_record(raw, index, path, base, check_images, scale)
-            for index, raw in enumerate(_read_json_or_jsonl(path))]
+            for index, raw in enumerate(read_json_or_jsonl(path))]
 
 
 def write_records(records: Iterable[Record], path: str | Path) -> Path:

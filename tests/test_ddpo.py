@@ -60,7 +60,7 @@ def test_short_run_writes_metrics_curve_grids_and_loadable_lora(tmp_path):
 
 def test_timestep_batched_gradient_equals_one_timestep_at_a_time(tmp_path):
     trainer = DDPOTrainer(tiny_config(tmp_path / "a", sample_num_steps=4, kl_coef=0.05), reward=Brightness())
-    samples, _ = trainer._sample(0)
+    samples, _ = trainer.sample(0)
     params = trainer.setup.trainable_params
     with torch.no_grad():  # move off the zero-initialised LoRA B so every gradient is non-trivial
         for p in params:

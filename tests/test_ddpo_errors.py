@@ -128,9 +128,9 @@ def test_non_finite_reward_stops_with_its_name_and_keeps_the_checkpoint(tmp_path
 
 def test_non_finite_loss_is_named(tmp_path):
     trainer = DDPOTrainer(tiny_config(tmp_path / "run", eval_every=0), reward=Brightness())
-    samples, _ = trainer._sample(0)
+    samples, _ = trainer.sample(0)
     samples["advantages"][0] = float("nan")
-    with pytest.raises(FloatingPointError, match="non-finite DDPO loss"):
+    with pytest.raises(FloatingPointError, match="non-finite ddpo loss"):
         trainer.backward_micro_batch(samples, torch.tensor([0, 1]), torch.tensor([[0, 1], [1, 2]]), 1, True)
 
 

@@ -46,7 +46,7 @@ def test_recorded_log_probs_equal_the_training_forward(tmp_path):
     trainer = _trainer(tmp_path, sample_num_steps=4)
     s, cfg = trainer.setup, trainer.config
     adapter_before = {k: v.clone() for k, v in lora_state_dict(s.policy_unet()).items()}
-    samples, _ = trainer._sample(0)
+    samples, _ = trainer.sample(0)
     for k, v in lora_state_dict(s.policy_unet()).items():
         assert torch.equal(v, adapter_before[k]), k
     n, steps = samples["log_probs"].shape

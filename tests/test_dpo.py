@@ -82,8 +82,11 @@ def test_bad_pairs_are_named_by_row_before_any_model_loads(tmp_path):
     path.write_text(json.dumps(rows))
     with pytest.raises(ValueError, match="row 1: missing or empty rejected"):
         load_preference_pairs(path)
-    path.write_text('{"prompt": "a cat"}')
-    with pytest.raises(ValueError, match="expected a JSON list"):
+    path.write_text('{"prompt": "a cat"}')  # one object: read as a one-row file
+    with pytest.raises(ValueError, match="row 0: missing or empty chosen, rejected"):
+        load_preference_pairs(path)
+    path.write_text('[["a cat", "a.png", "b.png"]]')
+    with pytest.raises(ValueError, match="row 0: expected an object"):
         load_preference_pairs(path)
     with pytest.raises(ValueError, match="beta must be > 0"):
         DiffusionDPOConfig(beta=0.0)

@@ -7,6 +7,7 @@ import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
 from alignment.flow_sde import euler_step, sde_step_with_logprob
+from tests.kill_resume import assert_kill_9_resume_is_exact, subprocess_env
 
 
 def _scheduler(steps=6):
@@ -86,11 +87,8 @@ def test_noise_level_and_scheduler_are_refused_by_name():
 
 # ------------------------------------------------------------------ config and model refusals
 import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from alignment import FlowGRPOConfig, FlowGRPOTrainer  # noqa: E402
@@ -200,32 +198,12 @@ def _cli(tiny_sd3, out, *extra):
 
 
 def _env():
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+    return subprocess_env()
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_latest_gives_the_uninterrupted_weights(tiny_sd3, tmp_path):
-    from safetensors.torch import load_file
-
-    # both runs in subprocesses with the same environment: only like-for-like runs are bit-equal
-    whole = subprocess.run(_cli(tiny_sd3, tmp_path / "whole", "--num_epochs", "4"), env=_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(tiny_sd3, out, "--num_epochs", "4"), env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-2").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "checkpoint-4").exists()
-    done = subprocess.run(_cli(tiny_sd3, out, "--num_epochs", "4", "--resume_from", "latest"), env=_env(),
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    a = load_file(str(tmp_path / "whole" / "checkpoint-4" / "unet_lora_peft.safetensors"))
-    b = load_file(str(out / "checkpoint-4" / "unet_lora_peft.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    out = assert_kill_9_resume_is_exact(lambda out, *extra: _cli(tiny_sd3, out, *extra), tmp_path)
     epochs = [r["epoch"] for r in read_metrics(out) if "reward_mean" in r]
     assert epochs == [0, 1, 2, 3]
 

@@ -1,11 +1,8 @@
 """Reward-gradient fine-tuning (DRaFT-K / AlignProp) on the tiny SD: refusal, gradients, learning, outputs, resume."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import torch
 from alignment import RewardGradConfig, RewardGradTrainer
 from artquant_core.config import parse_config
 from artquant_core.tracking import read_metrics
+from tests.kill_resume import assert_kill_9_resume_is_exact, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,16 +157,21 @@ def test_gradient_flows_through_the_artquant_scorer_reward(tiny_sd, tmp_path):
     assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
 
-def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
-    trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=3, truncated_backprop_steps=1))
-    seen = []
-    original = trainer.noise_prediction
+def _record_grad_modes(trainer) -> list[bool]:
+    """Whether autograd was on at each of the trainer's noise predictions, in call order (filled as it runs)."""
+    seen, original = [], trainer.noise_prediction
 
     def spy(unet, latents, t, embeds):
         seen.append(torch.is_grad_enabled())
         return original(unet, latents, t, embeds)
 
     trainer.noise_prediction = spy
+    return seen
+
+
+def test_no_gradient_flows_into_the_first_steps(tiny_sd, tmp_path):
+    trainer = RewardGradTrainer(config(tiny_sd, tmp_path, sample_num_steps=3, truncated_backprop_steps=1))
+    seen = _record_grad_modes(trainer)
     prompts, gen = trainer._micro_batch(0, 0, 0)
     trainer.generate(prompts, gen)
     # 2 steps without a graph, then the gradient step (checkpointed: its forward runs with grad enabled)
@@ -255,14 +258,7 @@ def test_randomized_truncation_draws_k_per_update_in_range(tiny_sd, tmp_path):
     drawn = [trainer._truncation(epoch, update) for epoch in range(10) for update in range(3)]
     assert set(drawn) == {2, 3, 4}  # every K of the range, nothing outside it
     assert drawn == [trainer._truncation(epoch, update) for epoch in range(10) for update in range(3)]
-    seen = []
-    original = trainer.noise_prediction
-
-    def spy(unet, latents, t, embeds):
-        seen.append(torch.is_grad_enabled())
-        return original(unet, latents, t, embeds)
-
-    trainer.noise_prediction = spy
+    seen = _record_grad_modes(trainer)
     prompts, gen = trainer._micro_batch(0, 0, 0)
     trainer.generate(prompts, gen, k=2)
     assert seen[:4] == [False, False, True, True]  # 2 graph-free steps, then 2 gradient steps
@@ -279,33 +275,12 @@ def _cli(tiny_sd, out, *extra):
 
 
 def _env():
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+    return subprocess_env()
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_latest_gives_the_uninterrupted_weights(tiny_sd, tmp_path):
-    from safetensors.torch import load_file
-
-    # Both runs in subprocesses with the same environment: a different thread
-    # count changes float reduction order, so only like-for-like runs are bit-equal.
-    whole = subprocess.run(_cli(tiny_sd, tmp_path / "whole", "--num_epochs", "4"), env=_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(tiny_sd, out, "--num_epochs", "4"), env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-2").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "checkpoint-4").exists()
-    done = subprocess.run(_cli(tiny_sd, out, "--num_epochs", "4", "--resume_from", "latest"), env=_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    a = load_file(str(tmp_path / "whole" / "checkpoint-4" / "unet_lora_peft.safetensors"))
-    b = load_file(str(out / "checkpoint-4" / "unet_lora_peft.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    out = assert_kill_9_resume_is_exact(lambda out, *extra: _cli(tiny_sd, out, *extra), tmp_path)
     assert [r["step"] for r in read_metrics(out) if "step" in r] == [0, 1, 2, 3, 4]
 
 
