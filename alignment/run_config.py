@@ -87,7 +87,9 @@ class AlignmentRunConfig:
     checkpoint_every: int = _f(5, "write checkpoint-N every N epochs (and at the end); 0 = only at the end")
     num_checkpoint_limit: int | None = _f(5, "keep only the newest N checkpoints (None keeps all)")
     resume_from: str | None = _f(None, "'latest' (newest checkpoint in output_dir, if any) or a checkpoint folder")
-    log_with: str | None = _f(None, "'wandb' to mirror metrics to wandb (offline unless configured)")
+    log_with: str | None = _f(None, "accelerate tracker(s) to mirror metrics and eval grids to, e.g. 'wandb', "
+                                    "'tensorboard', 'wandb,tensorboard' (wandb offline unless configured); "
+                                    "metrics.jsonl and the curves are always written")
     tracker_project: str = _f("artquant-alignment", "wandb project name")
 
     def __post_init__(self) -> None:
@@ -137,5 +139,6 @@ class AlignmentRunConfig:
             raise ValueError("eval_rewards needs eval_prompts (the held-out prompts they score)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
-        if self.log_with not in (None, "wandb"):
-            raise ValueError(f"log_with must be 'wandb' or None, got {self.log_with!r}")
+        from artquant_core.tracking import tracker_names
+
+        tracker_names(self.log_with)  # an unknown tracker is named, with the known ones

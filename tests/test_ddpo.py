@@ -86,3 +86,18 @@ def test_kl_to_reference_and_full_finetuning(tmp_path):
     DDPOTrainer(tiny_config(out, num_epochs=1, eval_every=0, use_lora=False, kl_coef=0.1),
                 reward=Brightness()).train()
     assert list((out / "checkpoint-1" / "unet").glob("*.safetensors"))
+
+
+def test_log_with_sends_metrics_and_eval_grids_to_an_accelerate_tracker(tmp_path, monkeypatch):
+    import accelerate.tracking
+
+    from tests.test_infra import _FakeTracker
+
+    monkeypatch.setitem(accelerate.tracking.LOGGER_TYPE_TO_CLASS, "tensorboard", _FakeTracker)
+    _FakeTracker.sent = []
+    DDPOTrainer(tiny_config(tmp_path, num_epochs=1, log_with="tensorboard"), reward=Brightness()).train()
+    logged = [e for e in _FakeTracker.sent if e[0] == "log"]
+    assert [e[1] for e in logged] == [0, 1] and "reward_mean" in logged[0][2]
+    images = [e for e in _FakeTracker.sent if e[0] == "images"]
+    assert [e[1] for e in images] == [0, 1] and list(images[0][2]) == ["eval/brightness"]
+    assert _FakeTracker.sent[-1] == ("finish",)

@@ -116,3 +116,71 @@ def test_parse_config_defaults_rank_below_yaml_and_command_line(tmp_path):
     assert (cfg.seed, cfg.learning_rate, cfg.max_steps) == (11, 0.5, 9)
     with pytest.raises(ValueError, match="no_such_key"):
         parse_config(ScorerTrainingConfig, [], defaults={"no_such_key": 1})
+
+
+class _FakeTracker:
+    """An accelerate-style tracker recording what it is sent (stands in for tensorboard, which is not installed)."""
+
+    name = "tensorboard"
+    requires_logging_directory = True
+    sent: list = []
+
+    def __init__(self, run_name, logging_dir, **kwargs):
+        self.run_name, self.logging_dir = run_name, logging_dir
+
+    @property
+    def tracker(self):
+        return self
+
+    def start(self):
+        _FakeTracker.sent.append(("start", self.run_name, self.logging_dir))
+
+    def store_init_configuration(self, values):
+        _FakeTracker.sent.append(("config", values))
+
+    def log(self, values, step=None, **kwargs):
+        _FakeTracker.sent.append(("log", step, values))
+
+    def log_images(self, values, step=None, **kwargs):
+        _FakeTracker.sent.append(("images", step, {k: v.shape for k, v in values.items()}, kwargs))
+
+    def finish(self):
+        _FakeTracker.sent.append(("finish",))
+
+
+def test_trackers_go_through_accelerates_registry(tmp_path, monkeypatch):
+    import accelerate.tracking
+    from PIL import Image
+
+    monkeypatch.setitem(accelerate.tracking.LOGGER_TYPE_TO_CLASS, "tensorboard", _FakeTracker)
+    _FakeTracker.sent = []
+    t = RunTracker(tmp_path, log_with="tensorboard", config={"lr": 0.1, "prompts": ["a", "b"]}, project="proj")
+    t.log({"reward_mean": 0.5, "note": "text"}, step=3)
+    Image.new("RGB", (8, 6), (255, 0, 0)).save(tmp_path / "grid.png")
+    t.log_images("eval/grid", tmp_path / "grid.png", step=3)
+    t.close()
+    kinds = [e[0] for e in _FakeTracker.sent]
+    assert kinds == ["start", "config", "log", "images", "finish"]
+    assert _FakeTracker.sent[0][2] == str(tmp_path / "trackers")
+    assert _FakeTracker.sent[1][1] == {"lr": 0.1, "prompts": '["a", "b"]'}  # tables take scalars
+    assert _FakeTracker.sent[2] == ("log", 3, {"step": 3, "reward_mean": 0.5})
+    assert _FakeTracker.sent[3][2] == {"eval/grid": (1, 6, 8, 3)} and _FakeTracker.sent[3][3] == {"dataformats": "NHWC"}
+    assert read_metrics(tmp_path)[-1]["reward_mean"] == 0.5
+
+
+def test_unknown_tracker_is_named_and_a_failing_one_never_blocks(tmp_path, monkeypatch):
+    import accelerate.tracking
+
+    with pytest.raises(ValueError, match="unknown tracker 'tensorbord'.*tensorboard"):
+        RunTracker(tmp_path, log_with="tensorbord")
+
+    class Broken(_FakeTracker):
+        def start(self):
+            raise ImportError("tensorboard is not installed")
+
+    monkeypatch.setitem(accelerate.tracking.LOGGER_TYPE_TO_CLASS, "tensorboard", Broken)
+    with pytest.warns(UserWarning, match="tracker 'tensorboard' could not start.*not installed"):
+        t = RunTracker(tmp_path, log_with="tensorboard")
+    t.log({"x": 1.0}, step=0)
+    t.close()
+    assert t.tracker_names == [] and read_metrics(tmp_path)[-1]["x"] == 1.0
