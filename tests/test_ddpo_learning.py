@@ -1,5 +1,5 @@
 """Learning signal: DDPO on the tiny default moves the brightness reward the way it is asked to, within
-10 epochs, by far more than the optimiser's random walk moves it (README: a `--reward random` run of
+10 epochs, by far more than the optimiser's random walk moves it (docs/fine_tuning.md: a `--reward random` run of
 the same settings drifts held-out brightness by -0.002 to -0.006)."""
 
 import pytest

@@ -195,7 +195,7 @@ def test_default_demo_end_to_end(tmp_path):
         assert -1.0 <= summary[key] <= 1.0, key
     # the fine-tuned scorer ranks unseen paintings far better than the pixel-statistics baseline
     assert summary["scorer_test_srcc"] > summary["baseline_test_srcc"] + 0.3
-    # DDPO trained and was evaluated (on this random-init tiny SD its held-out reward drifts; README)
+    # DDPO trained and was evaluated (on this random-init tiny SD its held-out reward drifts; docs/fine_tuning.md)
     assert summary["ddpo_eval_reward_first"] != summary["ddpo_eval_reward_last"]
     # the reward's gradient raises the held-out reward: a paired rise of several standard errors
     assert summary["reward_grad_eval_change"] > 3 * summary["reward_grad_eval_change_se"] > 0

@@ -1,6 +1,6 @@
 """Two CPU processes (gloo) under ``accelerate launch`` train like one process.
 
-Tolerance, documented in the README: with ``split_batches`` both runs see the
+Tolerance, documented in docs/scorer.md: with ``split_batches`` both runs see the
 same global batches. On the score task every row has one KL term and equally
 long answers, so the mean of the two halves' losses is the one-process loss
 and the runs differ only by floating-point reduction order, which Adam's

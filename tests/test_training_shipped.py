@@ -1,7 +1,7 @@
 """The shipped tiny scorer, re-checked on a freshly drawn SynthArt set whose seed training never saw.
 
 Thresholds are the figures measured on the same draw when the weights were
-shipped (``artquant_core/pretrained/tiny_scorer/training_summary.json``, README),
+shipped (``artquant_core/pretrained/tiny_scorer/training_summary.json``, docs/scorer.md),
 minus a small margin for floating-point differences between machines, plus the
 issue's bar: at least 0.15 SRCC above the pixel-statistics baseline.
 """
@@ -63,7 +63,7 @@ def test_shipped_weights_beat_the_pixel_baseline(fresh, shipped_srcc):
     baseline = pixel_baseline_srcc(fresh)["srcc"]
     if not _summary().get("beats_pixel_baseline", False):
         pytest.xfail(f"the shipped tiny scorer under-fits (SRCC {shipped_srcc:.3f} vs pixel baseline "
-                     f"{baseline:.3f}); see README 'Training'")
+                     f"{baseline:.3f}); see docs/scorer.md 'The shipped tiny scorer'")
     assert shipped_srcc >= baseline + 0.15, (shipped_srcc, baseline)
 
 
