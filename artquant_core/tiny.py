@@ -34,7 +34,7 @@ class TinyScorerConfig:
         frequencies (sections t, h, w in that order); with the usual base 10000 and head size 32, one
         token step turns the column part by 0.0002-0.003 rad and the row part by 0.006-0.1, so the
         language model cannot tell where things are (composition SRCC 0.43). Base 2 turns them by
-        0.52-0.65 / 0.68-0.84 rad (README: "The shipped tiny scorer").
+        0.52-0.65 / 0.68-0.84 rad (docs/scorer.md: "The shipped tiny scorer").
     vocab_size: BPE vocabulary of the locally trained tokenizer.
     patch_embed_init: ``"fan_in"`` (N(0, 1/fan_in), helps a tower trained from scratch) or ``"default"``.
     """

@@ -279,7 +279,7 @@ class AestheticHead(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"reward {who!r}: no aesthetic head at {str(path)!r}; convert the published "
-                                    f".pth once into {AESTHETIC_HEAD_FILE} (README, Rewards)")
+                                    f".pth once into {AESTHETIC_HEAD_FILE} (docs/rewards.md)")
         state = load_file(str(path))
         if "layers.0.weight" not in state:
             raise ValueError(f"reward {who!r}: {str(path)!r} is not an aesthetic head: no 'layers.0.weight' "

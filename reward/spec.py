@@ -80,11 +80,11 @@ UNWRAPPED_REWARDS = {
               "transformers-format release, and its package fetches the base weights from the hub when it "
               "loads; this toolkit neither depends on open_clip nor unpickles checkpoints. To use it anyway, "
               "`pip install hpsv2` and wrap hpsv2's scorer in a custom reward (e.g. 'my_rewards.py:HPSv2', "
-              "see README, Rewards)"),
+              "see docs/rewards.md)"),
     "imagereward": ("ImageReward is a BLIP model plus an MLP head loaded by its own package (ImageReward.pt, "
                     "a pickle, and a BLIP config fetched from the hub); transformers has no format for it. "
                     "To use it anyway, `pip install image-reward` and wrap ImageReward.load(...).score in a "
-                    "custom reward (e.g. 'my_rewards.py:ImageRewardScore', see README, Rewards)"),
+                    "custom reward (e.g. 'my_rewards.py:ImageRewardScore', see docs/rewards.md)"),
 }
 
 #: A custom spec at the start of a term (what may follow a '+'); it ends at a '*', a '+' or the end.
@@ -196,7 +196,7 @@ def _clip_reward(name: str, source: str | None, **options: Any) -> Reward:
         if source is None:
             raise ValueError("reward 'laion_aesthetic' needs ':PATH', a folder with CLIP ViT-L/14 "
                              "(openai/clip-vit-large-patch14, transformers format) and "
-                             f"{clip_rewards.AESTHETIC_HEAD_FILE} (the converted head; README, Rewards)")
+                             f"{clip_rewards.AESTHETIC_HEAD_FILE} (the converted head; docs/rewards.md)")
         return clip_rewards.LaionAesthetic(source, **kwargs)
     cls = clip_rewards.ClipScore if name == "clipscore" else clip_rewards.PickScore
     return cls(**kwargs) if source is None else cls(source, **kwargs)

@@ -147,12 +147,12 @@ def write_report(cfg: DemoConfig, out: Path, done: dict[str, dict[str, Any]], su
     if cfg.diffusion_model == "tiny-random":
         r.paragraph("On the random-init tiny diffusion model DDPO updates of a few samples raise simple rewards such "
                     "as brightness, but not the ArtQuant reward: that takes about 512 samples per update "
-                    "(configs/ddpo_tiny_artquant.yaml, README: Alignment). The reward's gradient does better, below.")
+                    "(configs/ddpo_tiny_artquant.yaml, docs/fine_tuning.md: DDPO). The reward's gradient does better, below.")
     else:
         r.paragraph("On the painter DDPO's score-function gradient estimate points the reward's way only with "
                     "thousands of samples per update (scripts/gradient_agreement.py: cosine with the reward's own "
                     "gradient +0.27 at 512 samples); the demo's 8-sample epochs show the mechanics, not an effect "
-                    "(README: Fine-tuning the painter). The reward's gradient, below, moves the paintings within "
+                    "(docs/fine_tuning.md: Fine-tuning the painter). The reward's gradient, below, moves the paintings within "
                     "minutes.")
     r.heading("4. Reward-gradient fine-tuning (DRaFT-K) against the same scorer")
     r.paragraph(f"The scorer is differentiable, so the reward's gradient flows through the VAE decode and the last "

@@ -9,7 +9,7 @@ script reports the cosine between the halves of each estimator (does the
 estimate repeat itself?) and between the two estimators (does DDPO point where
 the reward increases?). Near 0 means DDPO's update at this batch size is noise.
 
-Measured on the tiny SD with LoRA at its start (README, Alignment): brightness
+Measured on the tiny SD with LoRA at its start (docs/fine_tuning.md): brightness
 agrees (DDPO vs pathwise +0.67 at n = 32, +0.74 at n = 128); the ArtQuant reward
 does not at n = 128 (−0.05) and only partly at n = 512 (+0.39), while its
 pathwise halves agree (+0.53, +0.84).
