@@ -4,8 +4,10 @@ Works for plain dataclasses (``DDPOConfig``) and for subclasses of
 ``transformers.TrainingArguments`` (``ScorerTrainingConfig``) alike, through
 ``transformers.HfArgumentParser``: the YAML values become argparse defaults,
 so the command line wins and every value goes through the same type
-conversion. Unknown keys — in the file or on the command line — are refused
-with the closest field names, before any work starts.
+conversion. Keys may be spelt with dashes or underscores (``--image-root`` or
+``--image_root``). Unknown keys — in the file or on the command line — and values
+the config refuses are :class:`~artquant_core.cli_args.UsageError` (exit status 2),
+raised before any work starts; a missing config file is ``FileNotFoundError`` (1).
 """
 
 from __future__ import annotations
@@ -17,17 +19,38 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from artquant_core.cli_args import UsageError
+
 T = TypeVar("T")
+
+#: options every config-driven command takes besides its keys: (flag, help)
+COMMON_OPTIONS = (("--config YAML", "YAML file of keys; the command line wins over it"),
+                  ("--verbose", "show library logging and progress bars live (they always go to "
+                                "OUTPUT_FOLDER/artquant.log)"),
+                  ("-h, --help", "this list"))
 
 
 def _field_names(config_cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls) if f.init]
 
 
-def _unknown_key_error(key: str, known: Sequence[str], where: str) -> ValueError:
+def _unknown_key_error(key: str, known: Sequence[str], where: str) -> UsageError:
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ValueError(f"unknown config key {key!r} in {where}{hint}")
+    return UsageError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def _underscored(token: str) -> str:
+    """``--image-root=x`` → ``--image_root=x``: the field's own spelling (values are left alone)."""
+    if not token.startswith("--"):
+        return token
+    name, eq, value = token.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
+def _raise_usage_error(message: str):
+    """Replaces argparse's print-usage-and-exit with one :class:`UsageError` line."""
+    raise UsageError(message)
 
 
 def load_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
@@ -38,9 +61,9 @@ def load_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        raise UsageError(f"{path}: not valid YAML ({exc})".splitlines()[0]) from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
+        raise UsageError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
     known = _field_names(config_cls)
     for key in values:
         if key not in known:
@@ -58,18 +81,18 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None,
     """
     from transformers import HfArgumentParser
 
-    argv = list(argv or [])
+    argv = [_underscored(token) for token in argv or []]
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
-            raise ValueError("--config needs a path")
+            raise UsageError("--config needs a path to a YAML file")
         config_path = argv[i + 1]
         del argv[i:i + 2]
     known = _field_names(config_cls)
     for token in argv:
         if token.startswith("--"):
-            key = token[2:].split("=", 1)[0].replace("-", "_")
-            if key not in known and not key.startswith("no_"):
+            key = token[2:].split("=", 1)[0]
+            if key not in known and not (key.startswith("no_") and key[3:] in known):
                 raise _unknown_key_error(key, known, "command line")
     for key in overrides:
         if key not in known:
@@ -87,10 +110,13 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None,
         if action.dest in defaults:
             action.required = False
     parser.set_defaults(**defaults)
+    parser.error = _raise_usage_error  # one line, not argparse's usage block and sys.exit(2)
     try:
         (config,) = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
-    except SystemExit as exc:  # argparse already printed the reason
-        raise ValueError(f"invalid arguments for {config_cls.__name__}: {' '.join(argv)}") from exc
+    except UsageError:
+        raise
+    except ValueError as exc:  # the config's own checks (__post_init__) refused a value
+        raise UsageError(str(exc)) from exc
     for key, value in overrides.items():  # exact objects (lists, dicts) win over argparse parsing
         setattr(config, key, value)
     return config
@@ -107,19 +133,24 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
-def config_help(config_cls: type, command: str, extra_usage: str = "") -> str:
-    """``--help`` text of a config-driven command: every field with its type, default and documented help."""
-    lines = [f"usage: artquant {command} {extra_usage}[--config YAML] [--key value ...]", "", "keys:"]
+def config_help(config_cls: type, command: str, extra_usage: str = "",
+                extra_options: Sequence[tuple[str, str]] = ()) -> str:
+    """``--help`` text of a config-driven command: its options, then every field with its type, default
+    and documented help."""
+    lines = [f"usage: artquant {command} {extra_usage}[--config YAML] [--key value ...] [--verbose]", "",
+             "options:"]
+    lines += [f"  {flag:<16}{help_}" for flag, help_ in (*extra_options, *COMMON_OPTIONS)]
+    lines += ["", "keys (--key value or --key=value; --image-root and --image_root alike):"]
     for f in dataclasses.fields(config_cls):
         if not f.init:
             continue
         if f.default is not dataclasses.MISSING:
-            default = f.default
+            default = f"default {f.default!r}"
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
+            default = f"default {f.default_factory()!r}"  # type: ignore[misc]
         else:
-            default = "(required)"
+            default = "required"
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        lines.append(f"  --{f.name} ({kind}, default {default!r})")
+        lines.append(f"  --{f.name} ({kind}, {default})")
         lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)

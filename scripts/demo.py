@@ -330,11 +330,13 @@ STEPS: list[tuple[str, str, Callable[[DemoConfig, Path, dict], dict]]] = [
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run (or resume) every step, then write summary.json and report.html; return the summary."""
+    from artquant_core.console import log_to_folder
     from scripts.demo_report import build_summary, write_report
 
     cfg.validate()
     out = Path(cfg.out)
     state = open_run(out, cfg.run_settings())
+    log_to_folder(out)  # after open_run: it refuses a non-empty folder without a run in it
     done = state["steps"]
     start = time.perf_counter()
     for k, (name, title, fn) in enumerate(STEPS, 1):
@@ -364,30 +366,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def _quiet_libraries() -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        import diffusers
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        diffusers.logging.set_verbosity_error()
-    except ImportError:
-        pass
-
-
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        from artquant_core.config import config_help
-        from scripts.demo_config import DemoConfig as _Config
+    from artquant_core.cli_args import wants_help
 
-        print(config_help(_Config, "demo", extra_usage="--out DIR [--quick] "))
+    if wants_help(argv):
+        from artquant_core.config import config_help
+
+        print(config_help(DemoConfig, "demo", extra_usage="--out DIR [--quick] ",
+                          extra_options=[("--quick", "the small preset: the whole story in about a minute")]))
         return 0
     cfg = parse_demo_args(argv)
-    _quiet_libraries()
     run_demo(cfg)
     return 0
 

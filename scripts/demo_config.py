@@ -111,13 +111,17 @@ QUICK_PRESET: dict[str, Any] = {
 
 def parse_demo_args(argv: list[str]) -> DemoConfig:
     """``[--quick] [--config YAML] [--key value ...]``; precedence: command line > YAML > preset > defaults."""
+    from artquant_core.cli_args import UsageError
     from artquant_core.config import parse_config
 
     argv = list(argv)
     quick = "--quick" in argv
     argv = [a for a in argv if a != "--quick"]
     config = parse_config(DemoConfig, argv, defaults=dict(QUICK_PRESET) if quick else None)
-    config.validate()
+    try:
+        config.validate()
+    except ValueError as exc:  # a missing --out or a value out of range: the command line is wrong
+        raise UsageError(str(exc)) from None
     return config
 
 

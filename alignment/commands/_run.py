@@ -1,4 +1,4 @@
-"""The shared body of the config-driven trainer commands (``ddpo``, ``reward-grad``)."""
+"""The shared body of the config-driven trainer commands (``ddpo``, ``reward-grad``, ``dpo``, ``flow-grpo``)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ def run_trainer_command(argv: list[str], command: str, config_cls: type, load_tr
     only) one JSON line: ``summary_keys`` of the final metrics plus every ``eval_*_mean``.
 
     ``load_trainer`` returns the trainer class; it is imported only when training, so ``--help`` stays fast.
+    Library chatter goes to ``output_dir/artquant.log`` (under the ``artquant`` dispatcher's quiet console).
     """
+    from artquant_core.cli_args import wants_help
     from artquant_core.config import config_help, parse_config
+    from artquant_core.console import log_to_folder
 
-    if argv and argv[0] in ("-h", "--help"):
+    if wants_help(argv):
         print(config_help(config_cls, command))
         return 0
     from alignment.pipeline import import_model_libraries
 
     import_model_libraries()  # first: the config parser imports transformers
     config = parse_config(config_cls, argv)
+    log_to_folder(config.output_dir)
     trainer = load_trainer()(config)
     metrics = trainer.train()
     if trainer.accelerator.is_main_process:

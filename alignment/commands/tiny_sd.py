@@ -6,11 +6,11 @@ By default the shipped painter (a tiny SD trained on SynthArt captions by
 
 from __future__ import annotations
 
-import argparse
+from artquant_core.cli_args import command_parser
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="artquant tiny-sd", description=__doc__)
+    parser = command_parser("artquant tiny-sd", description=__doc__)
     parser.add_argument("--out", required=True, help="folder to write the pipeline into")
     parser.add_argument("--random-init", action="store_true",
                         help="write the random-init tiny SD instead of the shipped painter")
@@ -18,8 +18,5 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from alignment.tiny_sd import build_tiny_sd
 
-    try:
-        print(build_tiny_sd(args.out, seed=args.seed, pretrained=not args.random_init))
-    except FileNotFoundError as exc:
-        parser.exit(2, f"artquant tiny-sd: error: {exc}\n")
+    print(build_tiny_sd(args.out, seed=args.seed, pretrained=not args.random_init))  # FileNotFoundError: exit 1
     return 0

@@ -6,11 +6,11 @@ Load it with ``StableDiffusion3Pipeline.from_pretrained(DIR, text_encoder_3=None
 
 from __future__ import annotations
 
-import argparse
+from artquant_core.cli_args import command_parser
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="artquant tiny-sd3", description=__doc__)
+    parser = command_parser("artquant tiny-sd3", description=__doc__)
     parser.add_argument("--out", required=True, help="folder to write the pipeline into")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed")
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
     artquant eval --pred PREDICTIONS --gt RECORDS [--out DIR]
     artquant eval --model PATH --data RECORDS [--out DIR] [--batch-size 16] [--aspect NAME]
+                  [--device auto] [--dtype auto]
 
 Predictions: a JSON list of ``{"id", "score"}``, the same as JSONL, or a CSV with an
 ``id,score`` header. They are matched to the score records of ``RECORDS`` by id.
@@ -18,6 +19,8 @@ import math
 import sys
 from pathlib import Path
 
+from artquant_core.cli_args import (UsageError, add_device_flags, command_parser, positive_int, resolve_device,
+                                    resolve_dtype)
 from artquant_core.levels import APDD_SCALE, QALIGN_SCALE
 from artquant_core.metrics import evaluate_scores
 from artquant_core.records import Record, load_records
@@ -89,52 +92,73 @@ def match_predictions(predictions: dict[str, float], records: list[Record], pred
 
 
 def score_with_model(model_path: str, records: list[Record], batch_size: int, aspect: str | None,
-                     device: str) -> list[float]:
-    """Score the records' images with a trained scorer (loaded lazily: heavy imports)."""
+                     device: str = "cpu", dtype=None) -> list[float]:
+    """Score the records' images with a trained scorer (loaded lazily: heavy imports), one bar over batches."""
     import torch
+    from tqdm.auto import tqdm
 
+    from artquant_core.cli_args import autocast
     from artquant_core.images import load_image
     from artquant_core.tiny import load_scorer
 
+    dtype = torch.float32 if dtype is None else dtype
     scorer = load_scorer(model_path).to(device).eval()
     scores: list[float] = []
-    with torch.no_grad():
-        for start in range(0, len(records), batch_size):
+    with torch.no_grad(), autocast(device, dtype):
+        for start in tqdm(range(0, len(records), batch_size), desc="eval", unit="batch", leave=False):
             images = [load_image(r.image) for r in records[start:start + batch_size]]
-            scores.extend(float(s) for s in scorer.score(images, aspect=aspect).score.cpu())
+            scores.extend(float(s) for s in scorer.score(images, aspect=aspect).score.float().cpu())
     return scores
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="artquant eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--pred", help="predictions file (JSON list / JSONL / CSV of id, score)")
+    parser = command_parser("artquant eval", description=__doc__)
+    parser.add_argument("--pred", help="predictions file (JSON list / JSONL / CSV of id, score); or --model")
     parser.add_argument("--gt", "--data", dest="gt", required=True, help="records file with gt_score")
     parser.add_argument("--model", help="scorer folder or hub id (ArtQuantScorer.from_pretrained), or 'tiny' "
                         "(the embedded default); instead of --pred")
-    parser.add_argument("--out", default="eval_out", help="output folder for metrics.json and scatter.png")
-    parser.add_argument("--image-root", default=None, help="folder relative image paths resolve against")
+    parser.add_argument("--out", default="eval_out",
+                        help="output folder for metrics.json, scatter.png and artquant.log")
+    parser.add_argument("--image-root", default=None,
+                        help="folder relative image paths resolve against (default: the records file's folder)")
     parser.add_argument("--scale", choices=sorted(SCALES), default="apdd", help="level scale of gt_score")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per scoring batch (--model)")
     parser.add_argument("--aspect", default=None, help="attribute prompt (default: overall)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--title", default="", help="scatter plot title")
+    add_device_flags(parser)
+    parser.add_argument("--title", default="", help="scatter plot title (default: the records file's name)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show library logging live (it always goes to OUT/artquant.log)")
     return parser
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def check_inputs(args: argparse.Namespace) -> None:
+    """The files and folders named on the command line exist — checked before any model loads."""
     if (args.pred is None) == (args.model is None):
-        raise ValueError("give exactly one of --pred FILE or --model PATH")
+        raise UsageError("give exactly one of --pred FILE or --model PATH")
+    if not Path(args.gt).is_file():
+        raise FileNotFoundError(f"--gt: records file not found: {args.gt}")
+    if args.pred is not None and not Path(args.pred).is_file():
+        raise FileNotFoundError(f"--pred: predictions file not found: {args.pred}")
+    if args.image_root is not None and not Path(args.image_root).is_dir():
+        raise NotADirectoryError(f"--image-root: not a folder: {args.image_root}")
+
+
+def main(argv: list[str]) -> int:
+    from artquant_core.console import log_to_folder
+
+    args = build_parser().parse_args(argv)
+    check_inputs(args)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     records = _score_records(args.gt, args.image_root, args.scale, check_images=args.model is not None)
+    out = Path(args.out)
+    log_to_folder(out)
     if args.model is not None:
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        pred = score_with_model(args.model, records, args.batch_size, args.aspect, args.device)
+        pred = score_with_model(args.model, records, args.batch_size, args.aspect, device, dtype)
     else:
         pred = match_predictions(read_predictions(args.pred), records, args.pred)
     gt = [r.gt_score for r in records]
     metrics = evaluate_scores(pred, gt)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.model is not None:
         (out / "predictions.jsonl").write_text(

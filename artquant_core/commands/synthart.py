@@ -7,32 +7,29 @@ import json
 import time
 from pathlib import Path
 
+from artquant_core.cli_args import UsageError, command_parser
 from artquant_core.synthart.attributes import SCORE_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="artquant synthart",
-                                description="Write the procedural SynthArt data set (images + records).")
+    p = command_parser("artquant synthart", description="Write the procedural SynthArt data set (images + records).")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--n", type=int, required=True, help="number of paintings (>= 3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (>= 16, default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (>= 16)")
     p.add_argument("--rater", default="overall", choices=SCORE_NAMES,
-                   help="score used as gt_score: overall (default) or one attribute, e.g. composition")
+                   help="score used as gt_score: overall or one attribute, e.g. composition")
     return p
 
 
 def main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its message
-        return int(exc.code or 0)
+    args = _parser().parse_args(argv)
     if args.n < 3:
-        raise ValueError(f"--n must be >= 3 (train, val and test need one image each), got {args.n}")
+        raise UsageError(f"--n must be >= 3 (train, val and test need one image each), got {args.n}")
     if args.size < 16:
-        raise ValueError(f"--size must be >= 16 pixels, got {args.size}")
+        raise UsageError(f"--size must be >= 16 pixels, got {args.size}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is a file, not a directory")
+        raise NotADirectoryError(f"--out {args.out!r} exists and is a file, not a directory")
 
     from tqdm.auto import tqdm
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from artquant_core.checkpoint import latest_checkpoint
 from artquant_core.training.config import ScorerTrainingConfig
@@ -106,6 +107,40 @@ def resolve_resume(config: ScorerTrainingConfig, resume_from_checkpoint: bool | 
     if missing:
         raise FileNotFoundError(f"checkpoint {path} is missing {', '.join(missing)}")
     return str(path)
+
+
+def _log_to_library_log(state, logs) -> None:
+    if state.is_world_process_zero and logs:
+        from artquant_core.console import library_logger
+
+        library_logger().info("trainer step %s: %s", state.global_step, logs)
+
+
+class _QuietProgressCallback(ProgressCallback):
+    """The Trainer's progress bar, with its log dicts sent to the run's log file instead of the terminal."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_to_library_log(state, logs)
+
+
+class _LogFileCallback(TrainerCallback):
+    """``PrinterCallback`` (no progress bar) writing to the run's log file instead of printing."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        _log_to_library_log(state, logs)
+
+
+def _log_dicts_to_library_log(trainer) -> None:
+    """Under a quiet ``artquant`` console the Trainer's raw log dicts (``{'loss': ...}``, printed between
+    the command's own lines) go to ``OUT/artquant.log``; ``--verbose`` keeps them on the terminal."""
+    from artquant_core.console import is_quiet
+
+    if not is_quiet():
+        return
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgressCallback)
+    if trainer.pop_callback(PrinterCallback) is not None:
+        trainer.add_callback(_LogFileCallback)
 
 
 def _checkpoint_step(path: str) -> int:
@@ -227,6 +262,7 @@ def train_scorer(config: ScorerTrainingConfig, resume_from_checkpoint: bool | st
                             eval_dataset=eval_items or None, data_collator=ScorerCollator(scorer),
                             processing_class=scorer.tokenizer, callbacks=[TrackerCallback(tracker), *(callbacks or [])],
                             scorer=scorer, eval_items=eval_items)
+    _log_dicts_to_library_log(trainer)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except (ValueError, OSError):
