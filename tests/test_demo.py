@@ -60,6 +60,16 @@ def test_quick_summary_has_the_contract_keys_and_sane_values(quick_run):
     assert "open " in proc.stdout.strip().splitlines()[-1]
 
 
+def test_quick_console_shows_steps_and_keeps_library_chatter_in_the_log(quick_run):
+    out, proc = quick_run
+    console = proc.stdout + proc.stderr
+    assert "{'loss'" not in console and "Loading weights" not in console  # the Trainer's dicts, load bars
+    assert "Loading pipeline components" not in console
+    assert re.search(r"^\[3/8\] fine-tune the scorer: ", proc.stdout, flags=re.M)
+    log = (out / "artquant.log").read_text()
+    assert "trainer step" in log and "'loss'" in log
+
+
 def test_quick_report_is_self_contained(quick_run):
     out, _ = quick_run
     html = (out / "report.html").read_text()
@@ -125,9 +135,9 @@ def test_non_empty_folder_without_state_is_refused(tmp_path, capsys):
 
 def test_missing_out_and_unknown_key_are_clear_errors(capsys):
     code, _, err = _cli(capsys, "--quick")
-    assert code == 1 and "--out" in err
+    assert code == 2 and "--out" in err  # usage errors exit 2
     code, _, err = _cli(capsys, "--out", "x", "--ddpo_epoch", "3")
-    assert code == 1 and "ddpo_epochs" in err
+    assert code == 2 and "ddpo_epochs" in err
 
 
 def test_interrupted_run_resumes_at_the_failed_step(tmp_path, monkeypatch):

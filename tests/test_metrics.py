@@ -120,7 +120,7 @@ def test_eval_command_errors(tmp_path, capsys):
     path.write_text(json.dumps([{"id": "r0", "score": "high"}]))
     assert cli(["eval", "--pred", str(path), "--gt", str(records)]) == 1
     assert "prediction 0 (id 'r0'): score 'high' is not a finite number" in capsys.readouterr().err
-    assert cli(["eval", "--gt", str(records)]) == 1
+    assert cli(["eval", "--gt", str(records)]) == 2  # a usage error: the command line is incomplete
     assert "exactly one of --pred FILE or --model PATH" in capsys.readouterr().err
 
 

@@ -51,18 +51,19 @@ def test_folder_mode_default_is_one_group(tmp_path):
     assert "components" not in report["groups"][0]["candidates"][0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--images", "{tmp}/imgs", "--n", "2"], "5 files .* cannot be split into groups of --n 2"),
-    (["--images", "{tmp}/nowhere"], "not a folder"),
-    (["--images", "{tmp}/empty"], "no image files"),
-    (["--pipeline", "{tmp}/imgs", "--prompt", "a", "--n", "2"], "no diffusers pipeline"),
-    (["--pipeline", "{tmp}/imgs", "--n", "2"], "needs at least one --prompt"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--images", "{tmp}/imgs", "--n", "2"], "5 files .* cannot be split into groups of --n 2", 1),
+    (["--images", "{tmp}/nowhere"], "not a folder", 1),
+    (["--images", "{tmp}/empty"], "no image files", 1),
+    (["--pipeline", "{tmp}/imgs", "--prompt", "a", "--n", "2"], "no diffusers pipeline", 1),
+    (["--pipeline", "{tmp}/imgs", "--n", "2"], "needs at least one --prompt", 2),  # usage error
+    (["--images", "{tmp}/imgs", "--n", "0"], "--n: must be >= 1", 2),
 ])
-def test_bad_arguments_exit_1_with_the_culprit(tmp_path, capsys, args, message):
+def test_bad_arguments_exit_with_the_culprit(tmp_path, capsys, args, message, code):
     _write_folder(tmp_path / "imgs", [1, 2, 3, 4, 5])
     (tmp_path / "empty").mkdir()
     argv = ["rerank", "--reward", "brightness"] + [a.format(tmp=tmp_path) for a in args]
-    assert cli(argv) == 1
+    assert cli(argv) == code
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("artquant rerank: error:")
     assert __import__("re").search(message, err), err

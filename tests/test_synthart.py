@@ -261,6 +261,6 @@ def test_cli_writes_the_data_set_and_reports_bad_arguments(tmp_path):
     (tmp_path / "f").write_text("x")
     for args, culprit in ((["--n", "2"], "--n"), (["--n", "5", "--size", "8"], "--size")):
         bad = subprocess.run(cmd + ["--out", str(tmp_path / "e")] + args, cwd=ROOT, capture_output=True, text=True)
-        assert bad.returncode == 1 and culprit in bad.stderr
+        assert bad.returncode == 2 and culprit in bad.stderr  # a bad value: usage error
     bad = subprocess.run(cmd + ["--out", str(tmp_path / "f"), "--n", "5"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and "--out" in bad.stderr

@@ -175,7 +175,7 @@ def test_bad_config_key_lists_close_matches(setup, tmp_path):
     with pytest.raises(ValueError, match="unknown task"):
         ScorerTrainingConfig(output_dir=str(tmp_path), tasks="score,ranking")
     result = run_child("from scripts.cli import main; raise SystemExit(main(['train-scorer', '--kl_wieght', '2']))")
-    assert result.returncode == 1 and "kl_weight" in result.stderr
+    assert result.returncode == 2 and "kl_weight" in result.stderr  # an unknown key: usage error
 
 
 def test_partial_or_incomplete_checkpoints_are_never_resumed(trained, tmp_path):

@@ -1,0 +1,79 @@
+"""The quiet console: library chatter to OUT/artquant.log, the command's own output on the terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+from artquant_core.console import is_quiet, library_logger, log_to_folder, pop_verbose, quiet_libraries
+
+
+def _chatter() -> None:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers.modeling_utils").warning("transformers says hello")
+    diffusers_logging.get_logger("diffusers.pipelines").warning("diffusers says hello")
+    warnings.warn("a harmless library warning", UserWarning)
+    library_logger().info("trainer step 1: {'loss': 0.5}")
+
+
+def test_chatter_goes_to_the_log_file_not_the_terminal(tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    with quiet_libraries():
+        assert is_quiet() and not hf_logging.is_progress_bar_enabled()
+        _chatter()  # before the run folder is known: buffered
+        print("step 1 ...")
+        assert log_to_folder(tmp_path) == tmp_path / "artquant.log"
+        hf_logging.get_logger("transformers").warning("after attaching")
+    out, err = capfd.readouterr()
+    assert out == "step 1 ...\n" and "hello" not in err and "harmless" not in err
+    log = (tmp_path / "artquant.log").read_text()
+    for text in ("transformers says hello", "diffusers says hello", "a harmless library warning",
+                 "{'loss': 0.5}", "after attaching"):
+        assert text in log, text
+
+
+def test_everything_is_restored_afterwards(tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
+              logging.getLogger("py.warnings").propagate)
+    with quiet_libraries(tmp_path / "a.log"):
+        pass
+    assert not is_quiet() and log_to_folder(tmp_path) is None  # no console: nothing to attach
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
+            logging.getLogger("py.warnings").propagate) == before
+    hf_logging.get_logger("transformers").warning("shown again")
+    assert "shown again" in capfd.readouterr().err
+
+
+def test_verbose_shows_the_chatter_live_and_logs_it(tmp_path, capfd):
+    with quiet_libraries(tmp_path / "artquant.log", verbose=True):
+        assert not is_quiet()
+        _chatter()
+    err = capfd.readouterr().err
+    assert "transformers says hello" in err and "a harmless library warning" in err
+    assert "diffusers says hello" in (tmp_path / "artquant.log").read_text()
+
+
+def test_pop_verbose():
+    assert pop_verbose(["--out", "d", "--verbose"]) == (["--out", "d"], True)
+    assert pop_verbose(["--out", "d"]) == (["--out", "d"], False)
+    assert pop_verbose(["--", "--verbose"]) == (["--", "--verbose"], False)
+
+
+def test_dispatcher_writes_the_log_into_the_output_folder(tmp_path, capsys):
+    from scripts.cli import main
+
+    rows = [{"id": f"r{i}", "image": f"{i}.png", "gt_score": float(i + 1), "conversations": [
+        {"from": "human", "value": "<image>Rate it."}, {"from": "gpt", "value": "Fair."}]} for i in range(6)]
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    (tmp_path / "p.json").write_text(json.dumps([{"id": f"r{i}", "score": i * 1.5} for i in range(6)]))
+    code = main(["eval", "--gt", str(tmp_path / "r.json"), "--pred", str(tmp_path / "p.json"),
+                 "--out", str(tmp_path / "o"), "--verbose"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["srcc"] == 1.0
+    assert (tmp_path / "o" / "artquant.log").is_file() and not is_quiet()
