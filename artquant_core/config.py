@@ -25,8 +25,8 @@ T = TypeVar("T")
 
 #: options every config-driven command takes besides its keys: (flag, help)
 COMMON_OPTIONS = (("--config YAML", "YAML file of keys; the command line wins over it"),
-                  ("--verbose", "show library logging and progress bars live (they always go to "
-                                "OUTPUT_FOLDER/artquant.log)"),
+                  ("--verbose", ("show library logging and progress bars live (they always go to "
+                                 "OUTPUT_FOLDER/artquant.log)")),
                   ("-h, --help", "this list"))
 
 

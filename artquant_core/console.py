@@ -28,7 +28,7 @@ PLAIN_LOGGERS = ("accelerate", "peft", "huggingface_hub", "torch", "PIL", "py.wa
 LIBRARY_LOGGER = "artquant.library"
 _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
-_active: list["_QuietConsole"] = []
+_active: list[_QuietConsole] = []
 
 
 def library_logger() -> logging.Logger:
