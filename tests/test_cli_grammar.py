@@ -19,6 +19,14 @@ from scripts.cli import COMMANDS
 from scripts.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path, monkeypatch):
+    """Commands run with their default output folders (eval_out, rerank_out) land here, not in the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 CONFIG_COMMANDS = {"demo": ("scripts.demo_config", "DemoConfig"),
                    "train-scorer": ("artquant_core.training.config", "ScorerTrainingConfig"),
                    "ddpo": ("alignment.ddpo_config", "DDPOConfig"),
