@@ -39,15 +39,20 @@ def test_chatter_goes_to_the_log_file_not_the_terminal(tmp_path, capfd):
 def test_everything_is_restored_afterwards(tmp_path, capfd):
     from transformers.utils import logging as hf_logging
 
-    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
-              logging.getLogger("py.warnings").propagate)
-    with quiet_libraries(tmp_path / "a.log"):
-        pass
-    assert not is_quiet() and log_to_folder(tmp_path) is None  # no console: nothing to attach
-    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
-            logging.getLogger("py.warnings").propagate) == before
-    hf_logging.get_logger("transformers").warning("shown again")
-    assert "shown again" in capfd.readouterr().err
+    original = hf_logging.get_verbosity()  # other tests may have changed it: start from transformers' default
+    hf_logging.set_verbosity_warning()
+    try:
+        before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
+                  logging.getLogger("py.warnings").propagate)
+        with quiet_libraries(tmp_path / "a.log"):
+            pass
+        assert not is_quiet() and log_to_folder(tmp_path) is None  # no console: nothing to attach
+        assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled(),
+                logging.getLogger("py.warnings").propagate) == before
+        hf_logging.get_logger("transformers").warning("shown again")
+        assert "shown again" in capfd.readouterr().err
+    finally:
+        hf_logging.set_verbosity(original)
 
 
 def test_verbose_shows_the_chatter_live_and_logs_it(tmp_path, capfd):
