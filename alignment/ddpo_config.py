@@ -29,10 +29,6 @@ class DDPOConfig(PolicyGradientConfig):
     train_gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (each over all trained timesteps)")
     tracker_project: str = _f("artquant-ddpo", "wandb project name")
 
-    train_timestep_batch: int | None = _f(5, "timesteps per UNet call in training (unset: all trained timesteps of "
-                                             "a micro-batch in one call); bounds activation memory. On the tiny SD 5 "
-                                             "trains within ~10% of 10's speed with ~33 MiB less peak RSS")
-
     # advantages
     per_prompt_stat_tracking: bool = _f(True, "normalise rewards per prompt (else by batch statistics)")
     per_prompt_buffer_size: int = _f(16, "rewards kept per prompt for its statistics")

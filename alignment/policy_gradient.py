@@ -4,7 +4,7 @@ An epoch samples trajectories with the log-probability of each stochastic step
 (``sample``, the algorithm's own), then makes ``train_num_inner_epochs`` passes
 of PPO-clip updates over them: per micro-batch, a random subset of each
 sample's recorded steps (``train_timestep_fraction``) goes through one model
-call, or chunks of ``train_timestep_batch``, with the loss of each chunk
+call, or chunks of them (``steps_per_call``), with the loss of each chunk
 weighted by its share so the gradient equals one backward per step. The
 algorithm supplies ``chunk_loss`` (its policy's log-probability of the recorded
 steps) and ``num_recorded_steps``.
@@ -110,16 +110,30 @@ class PolicyGradientTrainer(FineTuningTrainer):
                 s.clip_and_step()
         return {key: float(np.mean(v)) if v else None for key, v in stats.items()}
 
+    def steps_per_call(self, samples: dict[str, Any], batch: int, k: int) -> int:
+        """How many of a micro-batch's ``k`` trained steps go through one model call.
+
+        ``train_timestep_batch`` when set (0: all k); else as many as fit in ``train_call_latent_budget`` latent
+        elements: activation memory grows with the call's batch, so the budget keeps large latents at one
+        step per call while tiny ones still batch several (measured: docs/performance.md, DDPO).
+        """
+        cfg = self.config
+        if cfg.train_timestep_batch is not None:
+            return cfg.train_timestep_batch or k
+        guidance = 2 if cfg.guidance_scale > 1.0 else 1  # guidance doubles every call's batch
+        per_step = samples["latents"][0, 0].numel() * batch * guidance
+        return max(1, min(k, cfg.train_call_latent_budget // per_step))
+
     def backward_micro_batch(self, samples: dict[str, Any], idx: torch.Tensor, cols: torch.Tensor, accum: int,
                              sync: bool, epoch: int = 0) -> dict[str, list[float]]:
         """Accumulate the gradient of micro-batch ``idx`` over its trained step positions ``cols`` (b, k).
 
-        All k steps go through one model call (or chunks of ``train_timestep_batch``); each chunk's loss
+        The k steps go through chunks of :meth:`steps_per_call` steps, one model call each; each chunk's loss
         is weighted by its share of the k steps, so the gradient is the same as one backward per step.
         Gradients are synchronised across processes only with ``sync`` (on the last chunk).
         """
         acc, k = self.accelerator, cols.shape[1]
-        chunk = self.config.train_timestep_batch or k
+        chunk = self.steps_per_call(samples, cols.shape[0], k)
         parts = [cols[:, j:j + chunk] for j in range(0, k, chunk)]
         stats: dict[str, list[float]] = {}
         for c, part in enumerate(parts):

@@ -23,8 +23,13 @@ class PolicyGradientConfig(AlignmentRunConfig):
     # training
     train_timestep_fraction: float = _f(1.0, "fraction of each trajectory's stochastic steps trained on "
                                               "(random per sample)")
-    train_timestep_batch: int | None = _f(None, "trained steps per model call (unset: all of a micro-batch's in one "
-                                                "call); bounds activation memory")
+    train_timestep_batch: int | None = _f(None, "trained steps per model call; unset: as many as fit in "
+                                                "train_call_latent_budget; 0: all of a micro-batch's in one call")
+    train_call_latent_budget: int = _f(5120, "latent elements one training call may hold (micro-batch x steps x "
+                                             "latent size, x2 with guidance) when train_timestep_batch is unset: "
+                                             "5 steps per call on the tiny SD's 8x8 latents at train batch 2, 1 at "
+                                             "32x32, so the default never holds more activations than one step at a "
+                                             "time does at realistic latent sizes")
     train_num_inner_epochs: int = _f(1, "passes over each epoch's samples")
     clip_range: float = _f(1e-4, "PPO clip range of the importance ratio")
     adv_clip_max: float = _f(5.0, "advantages clipped to +-adv_clip_max")
@@ -40,8 +45,11 @@ class PolicyGradientConfig(AlignmentRunConfig):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.train_timestep_fraction <= 1:
             raise ValueError(f"train_timestep_fraction must be in (0, 1], got {self.train_timestep_fraction}")
-        if self.train_timestep_batch is not None and self.train_timestep_batch < 1:
-            raise ValueError(f"train_timestep_batch must be >= 1 or unset, got {self.train_timestep_batch}")
+        if self.train_timestep_batch is not None and self.train_timestep_batch < 0:
+            raise ValueError(f"train_timestep_batch must be >= 0 (0: all in one call) or unset, "
+                             f"got {self.train_timestep_batch}")
+        if self.train_call_latent_budget < 1:
+            raise ValueError(f"train_call_latent_budget must be >= 1, got {self.train_call_latent_budget}")
         samples = self.sample_batch_size * self.sample_num_batches_per_epoch
         per_step = self.train_batch_size * self.train_gradient_accumulation_steps
         if samples % per_step:

@@ -93,7 +93,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     out_dir = tempfile.mkdtemp(prefix="ours-ddpo-")
     # train_timestep_batch is how our trainer shapes its compute, not a setting of the comparison:
     # the config's default unless --ours-timestep-batch is given (0: all timesteps in one call)
-    memory = {} if timestep_batch is None else {"train_timestep_batch": timestep_batch or None}
+    memory = {} if timestep_batch is None else {"train_timestep_batch": timestep_batch}
     config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
                         output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
                         resolution=64, **memory, **OUR_SETTINGS)
@@ -120,6 +120,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
         "train_timestep_batch": config.train_timestep_batch,
+        "train_call_latent_budget": config.train_call_latent_budget,
         "setup_rss_mib": setup_rss_mib,
         "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "versions": {"torch": torch.__version__},

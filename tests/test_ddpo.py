@@ -67,15 +67,29 @@ def test_timestep_batched_gradient_equals_one_timestep_at_a_time(tmp_path):
             p.add_(0.05 * torch.randn_like(p))
     idx, cols = torch.tensor([0, 3]), torch.tensor([[0, 2, 3], [1, 0, 2]])
     grads = {}
-    for chunk in (None, 1, 2):
+    for chunk in (0, 1, 2):  # 0: all three timesteps in one call
         trainer.config.train_timestep_batch = chunk
         trainer.setup.optimizer.zero_grad(set_to_none=True)
         stats = trainer.backward_micro_batch(samples, idx, cols, accum=2, sync=True)
-        assert len(stats["loss"]) == {None: 1, 1: 3, 2: 2}[chunk]
+        assert len(stats["loss"]) == {0: 1, 1: 3, 2: 2}[chunk]
         grads[chunk] = torch.cat([p.grad.flatten() for p in params])
-    assert grads[None].abs().max() > 1e-6
-    torch.testing.assert_close(grads[1], grads[None], rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(grads[2], grads[None], rtol=1e-4, atol=1e-7)
+    assert grads[0].abs().max() > 1e-6
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-7)
+
+
+def test_steps_per_call_follow_the_latent_budget(tmp_path):
+    """Unset train_timestep_batch: 5 steps per call on the tiny SD's 8x8 latents, 1 at 32x32; set: as given."""
+    trainer = DDPOTrainer(tiny_config(tmp_path, sample_num_steps=10), reward=Brightness())
+    small = {"latents": torch.zeros(2, 11, 4, 8, 8)}
+    large = {"latents": torch.zeros(2, 11, 4, 32, 32)}
+    assert trainer.config.train_timestep_batch is None and trainer.config.guidance_scale > 1
+    assert trainer.steps_per_call(small, batch=2, k=10) == 5 and trainer.steps_per_call(large, batch=2, k=10) == 1
+    assert trainer.steps_per_call(small, batch=2, k=3) == 3
+    trainer.config.train_timestep_batch = 4
+    assert trainer.steps_per_call(large, batch=2, k=10) == 4
+    trainer.config.train_timestep_batch = 0
+    assert trainer.steps_per_call(large, batch=2, k=10) == 10
 
 
 def test_kl_to_reference_and_full_finetuning(tmp_path):
