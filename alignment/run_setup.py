@@ -22,12 +22,13 @@ from typing import Any, Callable, Iterator
 import torch
 
 from alignment.eval_scores import hacking_note, held_out_changes, save_eval_scores
-from alignment.pipeline import import_model_libraries, load_sd3_pipeline, load_sd_pipeline, resolve_pretrained
+from alignment.model_families import family_for
+from alignment.pipeline import import_model_libraries, resolve_pretrained
 from alignment.prompts import load_prompts
 from alignment.reward_worker import metric_name, score_batch
 from alignment.run_config import AlignmentRunConfig
 from alignment.run_state import load_run_state, resolve_resume, save_run_state
-from alignment.sampling import PromptEncoder, sample_held_out
+from alignment.sampling import sample_held_out
 
 #: ``mixed_precision`` → the dtype of the frozen weights on a GPU (a CPU run stays float32).
 FROZEN_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -103,22 +104,14 @@ class AlignmentSetup:
 
         # 2. the pipeline: frozen parts in half precision on a GPU, the trained weights as configured
         dtype = FROZEN_DTYPES[cfg.mixed_precision] if acc.device.type != "cpu" else torch.float32
-        # the config class names the model family its trainer drives: "sd" (UNet, DDIM) or "sd3" (a flow-matching
-        # transformer, two CLIP encoders, pooled embeddings)
-        kind = getattr(cfg, "pipeline_kind", "sd")
-        if kind not in ("sd", "sd3"):
-            raise ValueError(f"{type(cfg).__name__}.pipeline_kind must be 'sd' or 'sd3', got {kind!r}")
-        if kind == "sd3":
-            pipe = load_sd3_pipeline(pretrained, device=acc.device)
-            unet, text_encoders = pipe.transformer, (pipe.text_encoder, pipe.text_encoder_2)
-        else:
-            pipe = load_sd_pipeline(pretrained, device=acc.device)
-            unet, text_encoders = pipe.unet, (pipe.text_encoder,)
+        family = family_for(cfg)  # SD (UNet, DDIM) or SD3 (flow-matching transformer): alignment/model_families.py
+        pipe = family.load(pretrained, acc.device)
+        unet = family.denoiser(pipe)
         self.scheduler, self.vae = pipe.scheduler, pipe.vae
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if dtype != torch.float32:
             self.vae.to(dtype=dtype)
-            for encoder in text_encoders:
+            for encoder in family.text_encoders(pipe):
                 encoder.to(dtype=dtype)
         if cfg.channels_last:
             unet.to(memory_format=torch.channels_last)
@@ -130,10 +123,9 @@ class AlignmentSetup:
         if cfg.use_lora:
             if dtype != torch.float32:
                 unet.to(dtype=dtype)
-            from alignment.lora import TRANSFORMER_ATTENTION_MODULES, add_lora
+            from alignment.lora import add_lora
 
-            self.trainable_params = add_lora(unet, cfg.lora_rank,
-                                             TRANSFORMER_ATTENTION_MODULES if kind == "sd3" else None)
+            self.trainable_params = add_lora(unet, cfg.lora_rank, family.lora_targets)
         else:
             if cfg.uses_reference_policy():
                 self._ref_unet = copy.deepcopy(unet).to(dtype=dtype).requires_grad_(False)
@@ -144,12 +136,7 @@ class AlignmentSetup:
         # prepare: DDP across processes, gradient scaling with fp16, autocast
         self.unet, self.optimizer = acc.prepare(unet, optimizer)
 
-        if kind == "sd3":  # (prompt_embeds, pooled) pairs
-            from alignment.pipeline import SD3PromptEncoder
-
-            self.encode = SD3PromptEncoder(pipe, acc.device, cfg.max_sequence_length)
-        else:
-            self.encode = PromptEncoder(pipe.tokenizer, pipe.text_encoder, acc.device)
+        self.encode = family.prompt_encoder(pipe, acc.device, cfg)
         self.negative_embeds = self.encode([cfg.negative_prompt])
         self.tracker = None
 
