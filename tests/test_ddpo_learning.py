@@ -32,8 +32,10 @@ def one_thread():
 
 
 @pytest.mark.slow
-def test_brightness_rises_and_its_negative_falls_within_ten_epochs(tmp_path, one_thread):
-    for reward, sign in (("brightness", 1.0), ("brightness*-1", -1.0)):
+def test_brightness_rises_within_ten_epochs(tmp_path, one_thread):
+    # one direction only (the suite's time): negating the reward negates DDPO's normalised advantages, the
+    # same computation; both directions are checked for the reward-gradient trainer (test_reward_grad.py)
+    for reward, sign in (("brightness", 1.0),):
         train, held_out = _run(tmp_path, reward)
         rewards = [r["reward_mean"] for r in train]
         # the training reward climbs: the last 3 epochs sit many standard errors above the first 3
