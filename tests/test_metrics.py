@@ -118,7 +118,7 @@ def test_eval_command_errors(tmp_path, capsys):
     assert cli(["eval", "--pred", str(path), "--gt", str(records), "--out", str(tmp_path / "o")]) == 1
     assert "no prediction for 2 of 12 score records: 'r10', 'r11'" in capsys.readouterr().err
     path.write_text(json.dumps([{"id": "r0", "score": "high"}]))
-    assert cli(["eval", "--pred", str(path), "--gt", str(records)]) == 1
+    assert cli(["eval", "--pred", str(path), "--gt", str(records), "--out", str(tmp_path / "o")]) == 1
     assert "prediction 0 (id 'r0'): score 'high' is not a finite number" in capsys.readouterr().err
     assert cli(["eval", "--gt", str(records)]) == 2  # a usage error: the command line is incomplete
     assert "exactly one of --pred FILE or --model PATH" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def test_folder_mode_default_is_one_group(tmp_path):
 def test_bad_arguments_exit_with_the_culprit(tmp_path, capsys, args, message, code):
     _write_folder(tmp_path / "imgs", [1, 2, 3, 4, 5])
     (tmp_path / "empty").mkdir()
-    argv = ["rerank", "--reward", "brightness"] + [a.format(tmp=tmp_path) for a in args]
+    argv = ["rerank", "--reward", "brightness", "--out", str(tmp_path / "out")] + [a.format(tmp=tmp_path) for a in args]
     assert cli(argv) == code
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("artquant rerank: error:")
@@ -71,7 +71,8 @@ def test_bad_arguments_exit_with_the_culprit(tmp_path, capsys, args, message, co
 
 def test_unknown_reward_spec_is_one_line_error(tmp_path, capsys):
     _write_folder(tmp_path / "imgs", [1, 2])
-    assert cli(["rerank", "--reward", "brightnes", "--images", str(tmp_path / "imgs")]) == 1
+    assert cli(["rerank", "--reward", "brightnes", "--images", str(tmp_path / "imgs"),
+                "--out", str(tmp_path / "out")]) == 1
     assert "unknown reward 'brightnes'" in capsys.readouterr().err
 
 
