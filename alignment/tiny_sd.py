@@ -213,7 +213,7 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, pretrained: bool = True) -
         if not (PAINTER_DIR / "model_index.json").is_file():
             raise FileNotFoundError(
                 f"the shipped painter is missing from {PAINTER_DIR} (an install without package data?); "
-                "reinstall the toolkit, train one with `python -m scripts.pretrain_tiny_sd --ship`, "
+                "reinstall the toolkit, train one from a checkout with `python -m scripts.pretrain_tiny_sd --ship`, "
                 "or use pretrained=False / `artquant tiny-sd --random-init`")
         shutil.copytree(PAINTER_DIR, out_dir, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("training_summary.json", "samples*.png"))

@@ -2,7 +2,7 @@
 
 - :class:`UsageError`: the command line itself is wrong (unknown flag or key, missing
   required flag, a value of the wrong type or out of range). The dispatcher
-  (``scripts/cli.py``) turns it into one line and exit status 2; every other error
+  (``alignment/cli.py``) turns it into one line and exit status 2; every other error
   (missing input file, bad data, a model that fails) exits 1.
 - :func:`command_parser`: an ``argparse`` parser that raises :class:`UsageError`
   instead of printing a usage block and exiting, shows every flag's default in

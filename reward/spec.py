@@ -230,7 +230,7 @@ def _judge(aspect: str | None, **options: Any) -> Reward:
         folder = pretrained_folder(JUDGE_FAMILY)
         raise FileNotFoundError(
             f"reward 'judge': the independent judge's trained weights are not shipped in this install "
-            f"({folder} is missing); train and ship them with `python -m scripts.pretrain_tiny_scorer "
+            f"({folder} is missing); train and ship them from a checkout of the repository with `python -m scripts.pretrain_tiny_scorer "
             f"--config configs/pretrain_judge.yaml --family llava --data-seed 3000 --out RUN --ship`, "
             f"or use 'artquant:PATH'") from exc
     return ArtQuantReward(scorer, aspect=aspect, name="judge", **options)

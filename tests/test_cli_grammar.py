@@ -1,6 +1,6 @@
 """One command-line grammar for every ``artquant`` sub-command: help, flag spellings, exit status, inputs first.
 
-Exit status rule (scripts/cli.py): 2 = usage error (the command line is wrong), 1 = runtime error
+Exit status rule (alignment/cli.py): 2 = usage error (the command line is wrong), 1 = runtime error
 (the work failed: missing file, bad data, model failure), 0 = success.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scripts.cli import COMMANDS
-from scripts.cli import main as cli
+from alignment.cli import COMMANDS
+from alignment.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def _in_a_scratch_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-CONFIG_COMMANDS = {"demo": ("scripts.demo_config", "DemoConfig"),
+CONFIG_COMMANDS = {"demo": ("alignment.demo.config", "DemoConfig"),
                    "train-scorer": ("artquant_core.training.config", "ScorerTrainingConfig"),
                    "ddpo": ("alignment.ddpo_config", "DDPOConfig"),
                    "reward-grad": ("alignment.reward_grad_config", "RewardGradConfig"),
@@ -124,7 +124,7 @@ def test_unknown_command_and_version(capsys):
 
 
 def test_version_from_the_shell():
-    proc = subprocess.run([sys.executable, "-m", "scripts.cli", "--version"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "alignment.cli", "--version"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("artquant ")
 
@@ -143,7 +143,7 @@ def test_argparse_commands_take_both_spellings():
 
 def test_config_commands_take_both_spellings():
     from artquant_core.config import parse_config
-    from scripts.demo_config import DemoConfig
+    from alignment.demo.config import DemoConfig
 
     a = parse_config(DemoConfig, ["--out", "d", "--n-images", "50", "--no-watch-judge", "--rerank_n=3"])
     b = parse_config(DemoConfig, ["--out", "d", "--n_images", "50", "--no_watch_judge", "--rerank-n", "3"])

@@ -36,7 +36,7 @@ def _config_class(path: Path):
 
         return DiffusionDPOConfig
     if name.startswith("demo"):
-        from scripts.demo_config import DemoConfig
+        from alignment.demo.config import DemoConfig
 
         return DemoConfig
     raise AssertionError(f"{path}: no rule says which config class this file is for; add one to this test")
@@ -81,7 +81,7 @@ def test_dataclass_presets_build(path):
 
 def test_demo_presets_match_the_code():
     """configs/demo*.yaml are the presets `artquant demo [--quick]` uses, key for key."""
-    from scripts.demo_config import QUICK_PRESET, DemoConfig
+    from alignment.demo.config import QUICK_PRESET, DemoConfig
 
     defaults = DemoConfig().run_settings()
     assert yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()) == defaults

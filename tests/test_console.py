@@ -81,7 +81,7 @@ def test_pop_verbose():
 
 
 def test_dispatcher_writes_the_log_into_the_output_folder(tmp_path, capsys):
-    from scripts.cli import main
+    from alignment.cli import main
 
     rows = [{"id": f"r{i}", "image": f"{i}.png", "gt_score": float(i + 1), "conversations": [
         {"from": "human", "value": "<image>Rate it."}, {"from": "gpt", "value": "Fair."}]} for i in range(6)]

@@ -1,4 +1,4 @@
-"""`accelerate launch --multi_gpu --num_processes 2 -m scripts.cli ddpo ...` on CPU (gloo) completes and gathers rewards."""
+"""`accelerate launch --multi_gpu --num_processes 2 -m alignment.cli ddpo ...` on CPU (gloo) completes and gathers rewards."""
 
 import os
 import shutil
@@ -25,7 +25,7 @@ def test_two_process_cpu_run_completes(tmp_path):
     out = tmp_path / "run"
     # on a CPU-only machine accelerate starts several processes only with --multi_gpu (they use gloo)
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "scripts.cli", "ddpo", "--config", str(config), "--output_dir", str(out)]
+           "--dynamo_backend", "no", "-m", "alignment.cli", "ddpo", "--config", str(config), "--output_dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -18,7 +18,7 @@ STEP_NAMES = ("data", "pretrained_eval", "finetune", "evaluate", "tiny_sd", "ddp
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", "demo", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "alignment.cli", "demo", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
 
 
@@ -98,7 +98,7 @@ def test_quick_scorer_folder_loads_and_scores(quick_run):
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
     """The same command in-process (no second interpreter start-up)."""
-    from scripts.cli import main
+    from alignment.cli import main
 
     code = main(["demo", *args])
     captured = capsys.readouterr()
@@ -142,8 +142,8 @@ def test_missing_out_and_unknown_key_are_clear_errors(capsys):
 
 def test_interrupted_run_resumes_at_the_failed_step(tmp_path, monkeypatch):
     """The state machinery alone, with stand-in steps: finished steps are never run twice."""
-    from scripts import demo, demo_report
-    from scripts.demo_config import DemoConfig
+    from alignment.demo import report as demo_report, run as demo
+    from alignment.demo.config import DemoConfig
 
     calls: list[str] = []
     fail = {"at": "c"}
@@ -176,7 +176,7 @@ def test_interrupted_run_resumes_at_the_failed_step(tmp_path, monkeypatch):
 
 
 def test_presets_and_overrides(tmp_path):
-    from scripts.demo_config import QUICK_PRESET, DemoConfig, parse_demo_args
+    from alignment.demo.config import QUICK_PRESET, DemoConfig, parse_demo_args
 
     assert parse_demo_args(["--out", "d"]) == DemoConfig(out="d")
     quick = parse_demo_args(["--out", "d", "--quick", "--ddpo_epochs", "3"])

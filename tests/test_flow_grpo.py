@@ -189,7 +189,7 @@ def test_two_epochs_write_metrics_and_a_diffusers_lora_and_resume_exactly(tiny_s
 
 # ------------------------------------------------------------------ processes: kill -9, accelerate
 def _cli(tiny_sd3, out, *extra):
-    return [sys.executable, "-m", "scripts.cli", "flow-grpo", "--pretrained_model", tiny_sd3, "--output_dir",
+    return [sys.executable, "-m", "alignment.cli", "flow-grpo", "--pretrained_model", tiny_sd3, "--output_dir",
             str(out), "--sample_num_steps", "4", "--group_size", "2", "--sample_batch_size", "4",
             "--train_batch_size", "2", "--max_sequence_length", "8", "--sde_window_size", "2",
             "--sde_window_random", "true", "--eval_prompts", "a boat on the sea", "--eval_every", "2",

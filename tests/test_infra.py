@@ -97,10 +97,10 @@ def test_rng_state_round_trip(tmp_path):
 
 
 def test_cli_unknown_command_is_one_line():
-    out = subprocess.run([sys.executable, "-m", "scripts.cli", "trian-scorer"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "alignment.cli", "trian-scorer"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "train-scorer" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run([sys.executable, "-m", "scripts.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "alignment.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "ddpo" in out.stdout
 
 

@@ -10,7 +10,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from artquant_core.metrics import evaluate_scores, logistic4
 from artquant_core.scatter import plot_score_scatter
-from scripts.cli import main as cli
+from alignment.cli import main as cli
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ def test_missing_painter_weights_are_named(tmp_path, monkeypatch):
 def test_cli_random_init_writes_the_random_model(tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    result = subprocess.run([sys.executable, "-m", "scripts.cli", "tiny-sd", "--out", str(tmp_path / "sd"),
+    result = subprocess.run([sys.executable, "-m", "alignment.cli", "tiny-sd", "--out", str(tmp_path / "sd"),
                              "--random-init"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "sd")
@@ -178,7 +178,7 @@ def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
     assert image.shape == (64, 64, 3)
     # a painting, not noise: a two-tone background, whose top and bottom rows differ in colour
     assert np.abs(image[:6].mean(axis=(0, 1)) - image[-6:].mean(axis=(0, 1))).max() > 0.05
-    result = subprocess.run([sys.executable, "-m", "scripts.cli", "tiny-sd", "--out", str(tmp_path / "cli")],
+    result = subprocess.run([sys.executable, "-m", "alignment.cli", "tiny-sd", "--out", str(tmp_path / "cli")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and (tmp_path / "cli" / "model_index.json").is_file()
 
@@ -209,10 +209,10 @@ def test_a_painter_run_saves_a_lora_that_diffusers_loads(tmp_path):
 
 
 def test_cli_version_and_demo_help():
-    version = subprocess.run([sys.executable, "-m", "scripts.cli", "--version"], cwd=ROOT, capture_output=True,
+    version = subprocess.run([sys.executable, "-m", "alignment.cli", "--version"], cwd=ROOT, capture_output=True,
                              text=True)
     assert version.returncode == 0 and version.stdout.startswith("artquant ")
-    help_ = subprocess.run([sys.executable, "-m", "scripts.cli", "demo", "--help"], cwd=ROOT, capture_output=True,
+    help_ = subprocess.run([sys.executable, "-m", "alignment.cli", "demo", "--help"], cwd=ROOT, capture_output=True,
                            text=True)
     assert help_.returncode == 0, help_.stderr
     assert "--diffusion_model (str, default 'painter')" in help_.stdout and "--watch_judge" in help_.stdout

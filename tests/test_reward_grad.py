@@ -112,7 +112,7 @@ def test_yaml_and_cli_keys_are_checked(tmp_path):
 
 
 def test_cli_reports_a_non_differentiable_reward_in_one_line(tmp_path, capsys):
-    from scripts.cli import main
+    from alignment.cli import main
 
     code = main(["reward-grad", "--reward", "jpeg_compressibility", "--output_dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
@@ -268,7 +268,7 @@ def test_randomized_truncation_draws_k_per_update_in_range(tiny_sd, tmp_path):
 
 # ------------------------------------------------------------------ processes: kill -9, accelerate
 def _cli(tiny_sd, out, *extra):
-    return [sys.executable, "-m", "scripts.cli", "reward-grad", "--pretrained_model", tiny_sd, "--output_dir", str(out),
+    return [sys.executable, "-m", "alignment.cli", "reward-grad", "--pretrained_model", tiny_sd, "--output_dir", str(out),
             "--sample_num_steps", "3", "--truncated_backprop_steps", "2", "--train_steps_per_epoch", "1",
             "--train_batch_size", "2", "--eval_prompts", "a boat on the sea", "--checkpoint_every", "1",
             "--learning_rate", "0.05", "--prompts", "a painting of a cat", "a painting of a dog", *extra]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from reward.rerank import best_of_n, write_rerank_report
 from reward.simple import Brightness
-from scripts.cli import main as cli
+from alignment.cli import main as cli
 
 
 def _write_folder(folder, values):

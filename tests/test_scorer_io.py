@@ -91,7 +91,7 @@ def test_cli_score_json(saved, tmp_path):
     for i in range(2):
         paths.append(tmp_path / f"img{i}.png")
         painting(64, 80, seed=i).save(paths[-1])
-    cmd = [sys.executable, "-m", "scripts.cli", "score", "--model", str(folder), *map(str, paths),
+    cmd = [sys.executable, "-m", "alignment.cli", "score", "--model", str(folder), *map(str, paths),
            "--format", "json", "--describe", "--max-new-tokens", "3", "--aspect", "composition"]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -106,7 +106,7 @@ def test_cli_missing_image_is_one_line_error(saved, tmp_path):
     scorer, folder = saved
     if scorer.family.name != "qwen2_5_vl":
         pytest.skip("the command is family-agnostic; one family keeps the suite fast")
-    cmd = [sys.executable, "-m", "scripts.cli", "score", "--model", str(folder), str(tmp_path / "nope.png")]
+    cmd = [sys.executable, "-m", "alignment.cli", "score", "--model", str(folder), str(tmp_path / "nope.png")]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "nope.png does not exist" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1

@@ -252,7 +252,7 @@ def test_spatial_baseline_learns_where_things_are_and_the_global_one_cannot(tmp_
 
 
 def test_cli_writes_the_data_set_and_reports_bad_arguments(tmp_path):
-    cmd = [sys.executable, "-m", "scripts.cli", "synthart"]
+    cmd = [sys.executable, "-m", "alignment.cli", "synthart"]
     ok = subprocess.run(cmd + ["--out", str(tmp_path / "d"), "--n", "6", "--seed", "2", "--size", "32"],
                         cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

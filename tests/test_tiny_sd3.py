@@ -34,7 +34,7 @@ def test_tiny_sd3_loads_generates_and_is_deterministic_per_seed(tmp_path):
 
 
 def test_tiny_sd3_command_writes_the_folder(tmp_path, capsys):
-    from scripts.cli import main
+    from alignment.cli import main
 
     assert main(["tiny-sd3", "--out", str(tmp_path / "sd3"), "--seed", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "sd3")

@@ -174,7 +174,7 @@ def test_bad_config_key_lists_close_matches(setup, tmp_path):
         parse_config(ScorerTrainingConfig, ["--config", str(cfg)])
     with pytest.raises(ValueError, match="unknown task"):
         ScorerTrainingConfig(output_dir=str(tmp_path), tasks="score,ranking")
-    result = run_child("from scripts.cli import main; raise SystemExit(main(['train-scorer', '--kl_wieght', '2']))")
+    result = run_child("from alignment.cli import main; raise SystemExit(main(['train-scorer', '--kl_wieght', '2']))")
     assert result.returncode == 2 and "kl_weight" in result.stderr  # an unknown key: usage error
 
 

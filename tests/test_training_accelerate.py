@@ -30,7 +30,7 @@ def _launch(args: list[str], processes: int) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--num_processes", str(processes),
-           "-m", "scripts.cli", "train-scorer", *args]
+           "-m", "alignment.cli", "train-scorer", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -80,7 +80,7 @@ def test_shipped_attribute_scores_follow_their_attribute(fresh_batch, aspect):
 
 def test_eval_and_score_commands_take_tiny_as_the_shipped_scorer(fresh, fresh_batch, tmp_path, capsys):
     from artquant_core.metrics import evaluate_scores
-    from scripts.cli import main as cli
+    from alignment.cli import main as cli
 
     scorer, images, records = fresh_batch
     test = records[:40]

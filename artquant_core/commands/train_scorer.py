@@ -3,7 +3,7 @@
 Keys are ``ScorerTrainingConfig`` fields (every ``transformers.TrainingArguments``
 field plus the method's own). ``--resume_from_checkpoint true`` continues from
 the latest complete checkpoint in ``output_dir`` (or give a checkpoint path).
-Multi-process: ``accelerate launch --num_processes 2 -m scripts.cli train-scorer --config ...``.
+Multi-process: ``accelerate launch --num_processes 2 -m alignment.cli train-scorer --config ...``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ fine-tuning, same seeds. Writes ``DIR/report.html`` (self-contained), ``DIR/summ
 ``DIR/scorer/`` (loadable by ``ArtQuantScorer.from_pretrained``).
 
 Each step's results go into ``DIR/demo_state.json`` as it finishes; a re-run
-with the same settings skips finished steps (see :mod:`scripts.demo_config`).
+with the same settings skips finished steps (see :mod:`alignment.demo.config`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from scripts.demo_config import RERANK_PHASES, DemoConfig, open_run, parse_demo_args, save_state
+from alignment.demo.config import RERANK_PHASES, DemoConfig, open_run, parse_demo_args, save_state
 
 TEST_BATCH = 16
 EVAL_PER_PROMPT = 8  # held-out images per prompt in both fine-tunings' evaluations (fixed seeds)
@@ -331,7 +331,7 @@ STEPS: list[tuple[str, str, Callable[[DemoConfig, Path, dict], dict]]] = [
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run (or resume) every step, then write summary.json and report.html; return the summary."""
     from artquant_core.console import log_to_folder
-    from scripts.demo_report import build_summary, write_report
+    from alignment.demo.report import build_summary, write_report
 
     cfg.validate()
     out = Path(cfg.out)

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from scripts.demo_config import RERANK_PHASES, DemoConfig
-from scripts.report_html import HtmlReport
+from alignment.demo.config import RERANK_PHASES, DemoConfig
+from alignment.demo.report_html import HtmlReport
 
 #: summary key -> (step, key in that step's results)
 _FROM_STEPS = {

@@ -11,8 +11,10 @@ flag or config key, a missing required flag, a bad value: ``UsageError``, or arg
 own exit 2); 1 runtime error — the command line was understood but the work failed
 (a missing or unreadable input file, bad data, a model that fails); 130 interrupted.
 
-Also runnable as ``python -m scripts.cli`` — the form ``accelerate launch -m``
-needs for multi-process training.
+It lives in ``alignment``, the top package, because it reaches all three
+(``alignment`` → ``reward`` → ``artquant_core``). Also runnable as
+``python -m alignment.cli`` — the form ``accelerate launch -m`` needs for
+multi-process training.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from importlib import import_module
 from artquant_core.cli_args import UsageError, wants_help
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("scripts.demo", "end-to-end run on the embedded defaults, writes report.html"),
+    "demo": ("alignment.demo.run", "end-to-end run on the embedded defaults, writes report.html"),
     "synthart": ("artquant_core.commands.synthart", "write the procedural SynthArt data set"),
     "train-scorer": ("artquant_core.commands.train_scorer", "train an ArtQuant scorer (YAML + --key value)"),
     "eval": ("artquant_core.commands.evaluate", "metrics + scatter plot of a model or predictions file"),
