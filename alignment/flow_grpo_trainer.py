@@ -26,7 +26,7 @@ from alignment.flow_sde import check_flow_scheduler, sde_step_with_logprob
 from alignment.policy_gradient import PolicyGradientTrainer
 from alignment.reward_worker import AsyncRewarder
 from alignment.sampling import derive_seed
-from alignment.stat_tracking import PerPromptStatTracker
+from alignment.stat_tracking import group_advantages
 
 
 class FlowGRPOTrainer(PolicyGradientTrainer):
@@ -43,9 +43,6 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
     def __init__(self, config: FlowGRPOConfig, reward: Callable | None = None) -> None:
         super().__init__(config, reward)  # checks every input, then loads models / optimizer
         check_flow_scheduler(self.setup.scheduler)
-        # group statistics of one epoch only (cleared every epoch, so nothing to checkpoint): min_count 1
-        # means every prompt uses its own group's mean / std, never the batch's
-        self.group_stats = PerPromptStatTracker(buffer_size=10 ** 9, min_count=1)
         self.rewarder = AsyncRewarder(self.setup.reward)
 
     def close(self) -> None:
@@ -100,9 +97,10 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
                 prompt_ids.append(ids)
         local, rewards, ids_all, metrics = self.gather_rewards(futures, prompt_ids, time.perf_counter() - t0)
         metrics["sde_window_start"] = window.start
-        # group-relative advantages: each prompt's rewards of this epoch, from every process
-        adv = self.group_stats.update([s.prompts[i] for i in ids_all], rewards.numpy())
-        self.group_stats.clear()
+        # group-relative advantages: each prompt's rewards of this epoch, from every process (stateless: nothing
+        # carries across epochs, so a checkpoint holds no statistics). Grouped by prompt text, so a prompt listed
+        # twice is one group.
+        adv = group_advantages(rewards.numpy(), [s.prompts[i] for i in ids_all])
         samples = {
             "latents": torch.cat([t.latents for t, _ in batches]),
             "log_probs": torch.cat([t.log_probs for t, _ in batches]).float(),

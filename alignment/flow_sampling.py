@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 import torch
 
 from alignment.flow_sde import euler_step, sde_step_with_logprob
-from alignment.sampling import EVAL_CHUNK, EVAL_SEED_SALT, decode_latents, derive_seed
+from alignment.sampling import (EVAL_CHUNK, EVAL_SEED_SALT, classifier_free_guidance, decode_latents,
+                                derive_seed)
 
 #: (prompt_embeds (B, L, D), pooled_prompt_embeds (B, P)): what SD3PromptEncoder returns
 Conditioning = tuple[torch.Tensor, torch.Tensor]
@@ -23,25 +24,18 @@ Conditioning = tuple[torch.Tensor, torch.Tensor]
 
 def guided_velocity(transformer, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
                     negative: Conditioning | None, guidance_scale: float) -> torch.Tensor:
-    """The transformer's velocity with classifier-free guidance as one doubled batch.
+    """The transformer's velocity with classifier-free guidance (:func:`classifier_free_guidance`).
 
     Args:
         timesteps: the scheduler's timesteps (t * 1000), 0-d or ``(B,)``.
         cond / negative: conditioning of the prompts and of the negative prompt (batch B or 1).
         guidance_scale: <= 1 (or no ``negative``): the conditional prediction alone, in one plain batch.
     """
-    b = latents.shape[0]
-    t = timesteps.expand(b) if timesteps.ndim == 0 else timesteps
-    embeds, pooled = cond
-    if guidance_scale <= 1.0 or negative is None:
-        return transformer(hidden_states=latents, timestep=t, encoder_hidden_states=embeds,
-                           pooled_projections=pooled, return_dict=False)[0]
-    neg_embeds, neg_pooled = (x.expand(b, *x.shape[1:]) if x.shape[0] == 1 else x for x in negative)
-    out = transformer(hidden_states=torch.cat([latents, latents]), timestep=torch.cat([t, t]),
-                      encoder_hidden_states=torch.cat([neg_embeds, embeds]),
-                      pooled_projections=torch.cat([neg_pooled, pooled]), return_dict=False)[0]
-    uncond, cond_out = out.chunk(2)
-    return uncond + guidance_scale * (cond_out - uncond)
+    def predict(x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return transformer(hidden_states=x, timestep=t, encoder_hidden_states=embeds, pooled_projections=pooled,
+                           return_dict=False)[0]
+
+    return classifier_free_guidance(predict, latents, timesteps, cond, negative, guidance_scale)
 
 
 @dataclass

@@ -14,7 +14,7 @@ timesteps and the prompt embeddings. Shaped for speed on any device:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -46,23 +46,42 @@ class PromptEncoder:
         return torch.stack([self._cache[p] for p in prompts])
 
 
-def guided_noise_pred(unet, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor,
-                      negative_embeds: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
-    """UNet prediction with classifier-free guidance as one doubled batch.
+def classifier_free_guidance(predict: Callable[..., torch.Tensor], latents: torch.Tensor, timesteps: torch.Tensor,
+                             cond: Sequence[torch.Tensor], negative: Sequence[torch.Tensor] | None,
+                             guidance_scale: float) -> torch.Tensor:
+    """``uncond + g * (cond - uncond)`` from ONE model call on the doubled batch ``[uncond; cond]``.
 
-    ``timesteps`` is 0-d or ``(B,)``; ``negative_embeds`` is ``(B, L, D)`` or ``(1, L, D)``
-    (the unconditional / negative prompt). With ``guidance_scale <= 1`` the
-    conditional prediction alone is returned (one plain batch).
+    The one guidance of every sampler and trainer (UNet and flow transformer alike), so the two model
+    families cannot drift apart; only ``predict(latents, timesteps, *conditioning)`` differs between them.
+
+    Args:
+        timesteps: 0-d or ``(B,)`` (expanded to ``(B,)`` before ``predict`` sees it).
+        cond / negative: the conditioning tensors of the prompts and of the negative prompt, in the order
+            ``predict`` takes them; each negative is batch ``B`` or ``1`` (broadcast to ``B``).
+        guidance_scale: <= 1 (or no ``negative``): the conditional prediction alone, in one plain batch.
     """
     b = latents.shape[0]
     t = timesteps.expand(b) if timesteps.ndim == 0 else timesteps
-    if guidance_scale <= 1.0 or negative_embeds is None:
-        return unet(latents, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
-    neg = negative_embeds.expand(b, -1, -1) if negative_embeds.shape[0] == 1 else negative_embeds
-    out = unet(torch.cat([latents, latents]), torch.cat([t, t]),
-               encoder_hidden_states=torch.cat([neg, prompt_embeds]), return_dict=False)[0]
-    uncond, cond = out.chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+    if guidance_scale <= 1.0 or negative is None:
+        return predict(latents, t, *cond)
+    neg = [x.expand(b, *x.shape[1:]) if x.shape[0] == 1 else x for x in negative]
+    out = predict(torch.cat([latents, latents]), torch.cat([t, t]), *(torch.cat([n, c]) for n, c in zip(neg, cond)))
+    uncond, cond_out = out.chunk(2)
+    return uncond + guidance_scale * (cond_out - uncond)
+
+
+def guided_noise_pred(unet, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor,
+                      negative_embeds: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
+    """UNet noise prediction with classifier-free guidance (:func:`classifier_free_guidance`).
+
+    ``timesteps`` is 0-d or ``(B,)``; ``negative_embeds`` is ``(B, L, D)`` or ``(1, L, D)``
+    (the unconditional / negative prompt).
+    """
+    def predict(x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        return unet(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+
+    negative = None if negative_embeds is None else (negative_embeds,)
+    return classifier_free_guidance(predict, latents, timesteps, (prompt_embeds,), negative, guidance_scale)
 
 
 @dataclass

@@ -1,11 +1,30 @@
-"""Per-prompt reward normalisation for DDPO advantages."""
+"""Per-prompt reward normalisation: DDPO's running statistics, GRPO's stateless group statistics."""
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
+
+
+def group_advantages(rewards: np.ndarray, group_ids: Sequence[Hashable], eps: float = 1e-6) -> np.ndarray:
+    """``(r - mean) / (std + eps)`` with mean and (population) std over each reward's own group (float64).
+
+    GRPO's advantage: a sample is judged only against the other samples of its group (the same prompt,
+    this epoch), so nothing carries across epochs and there is no state to checkpoint. A group of
+    identical rewards gets advantages of 0 up to the rounding of its mean, never NaN (``eps``).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if len(group_ids) != len(rewards):
+        raise ValueError(f"{len(group_ids)} group ids for {len(rewards)} rewards")
+    ids = np.asarray(list(group_ids), dtype=object)
+    advantages = np.empty_like(rewards)
+    for group in dict.fromkeys(ids.tolist()):
+        mask = ids == group
+        members = rewards[mask]
+        advantages[mask] = (members - members.mean()) / (members.std() + eps)
+    return advantages
 
 
 class PerPromptStatTracker:

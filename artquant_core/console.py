@@ -19,7 +19,7 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 LOG_FILE_NAME = "artquant.log"
 #: loggers of libraries that log through plain ``logging`` (transformers and diffusers have their own API);
@@ -44,11 +44,37 @@ def is_quiet() -> bool:
 def log_to_folder(folder: str | Path) -> Path | None:
     """Write the library chatter (buffered so far, and from now on) to ``folder/artquant.log``.
 
-    Returns the log file's path, or ``None`` outside :func:`quiet_libraries`.
+    The file, and ``folder``, are created with the first record (or when the :func:`quiet_libraries` block
+    ends without an exception), so a command that fails on its input before anything was logged leaves no
+    folder behind. Returns the log file's path, or ``None`` outside :func:`quiet_libraries`.
     """
     if not _active:
         return None
     return _active[-1].attach(Path(folder) / LOG_FILE_NAME)
+
+
+class _FolderOnFirstRecord(logging.FileHandler):
+    """A log file (and its folder) that appears only with its first record.
+
+    Commands attach their log as soon as they know the run folder, before all of their input has been read:
+    a command that then fails on bad input must not leave an empty ``eval_out/`` or ``rerank_out/`` behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+
+    def _open(self) -> TextIO:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    def create(self) -> None:
+        """The file now, empty if nothing was logged: a run that finished keeps the log its folder promises."""
+        self.acquire()
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+        finally:
+            self.release()
 
 
 class _QuietConsole:
@@ -64,13 +90,12 @@ class _QuietConsole:
             live = logging.StreamHandler(sys.stderr)
             live.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
             self.handlers.append(live)
-        self.file_handler: logging.FileHandler | None = None
+        self.file_handler: _FolderOnFirstRecord | None = None
         self._undo: list = []
 
     def attach(self, path: Path) -> Path:
         if self.file_handler is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            self.file_handler = _FolderOnFirstRecord(path)
             self.file_handler.setFormatter(logging.Formatter(_FORMAT))
             self.sink.setTarget(self.file_handler)
             self.sink.flush()
@@ -153,6 +178,8 @@ def quiet_libraries(log_file: str | Path | None = None, verbose: bool = False) -
         if log_file is not None:
             console.attach(Path(log_file))
         yield
+        if console.file_handler is not None:  # finished without an exception: the log exists, even if empty
+            console.file_handler.create()
     finally:
         _active.remove(console)
         console.exit()

@@ -1,7 +1,7 @@
 """Run under ``accelerate launch --num_processes 2``: train one epoch, write this rank's trained weights.
 
 Each rank samples different prompts and noise, so without gradient synchronisation the ranks' weights
-part after the first update. ``python tests/ddp_sync_worker.py {ddpo,reward_grad,dpo,flow_grpo} TINY_SD OUT_DIR``
+part after the first update. ``python tests/ddp_sync_worker.py {reward_grad,flow_grpo} TINY_SD OUT_DIR``
 (``flow_grpo``: TINY_SD is a tiny SD3 folder).
 """
 
@@ -13,8 +13,7 @@ from safetensors.torch import save_file
 
 
 def main(kind: str, tiny_sd: str, out: str) -> None:
-    from alignment import (DDPOConfig, DDPOTrainer, DiffusionDPOConfig, DiffusionDPOTrainer, RewardGradConfig,
-                           RewardGradTrainer)
+    from alignment import RewardGradConfig, RewardGradTrainer
 
     shared = dict(pretrained_model=tiny_sd, output_dir=out, num_epochs=1, sample_num_steps=3, eval_every=0,
                   checkpoint_every=0, prompts=["a painting of a cat", "a painting of a dog"], reward="brightness",
@@ -25,15 +24,11 @@ def main(kind: str, tiny_sd: str, out: str) -> None:
         trainer = FlowGRPOTrainer(FlowGRPOConfig(group_size=2, sample_batch_size=2, sample_num_batches_per_epoch=2,
                                                  max_sequence_length=8, sde_window_size=2, clip_range=0.2,
                                                  **shared))
-    elif kind == "ddpo":
-        trainer = DDPOTrainer(DDPOConfig(sample_batch_size=2, sample_num_batches_per_epoch=1,
-                                         per_prompt_stat_tracking=False, **shared))
-    elif kind == "dpo":  # pairs sampled and ranked on each process, accumulated over two micro-batches
-        trainer = DiffusionDPOTrainer(DiffusionDPOConfig(samples_per_prompt=2, prompts_per_epoch=2, beta=500.0,
-                                                         **shared))
-    else:  # two gradient steps through checkpointed UNet calls, accumulated over two micro-batches
+    elif kind == "reward_grad":  # two gradient steps through checkpointed UNet calls, two micro-batches accumulated
         trainer = RewardGradTrainer(RewardGradConfig(truncated_backprop_steps=2, train_steps_per_epoch=2,
                                                      **shared))
+    else:
+        raise SystemExit(f"unknown kind {kind!r}: reward_grad or flow_grpo")
     trainer.train_epoch(0)
     unet = trainer.setup.policy_unet()
     weights = {n: p.detach().contiguous() for n, p in unet.named_parameters() if p.requires_grad}

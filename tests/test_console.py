@@ -6,6 +6,8 @@ import json
 import logging
 import warnings
 
+import pytest
+
 from artquant_core.console import is_quiet, library_logger, log_to_folder, pop_verbose, quiet_libraries
 
 
@@ -92,3 +94,32 @@ def test_dispatcher_writes_the_log_into_the_output_folder(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["srcc"] == 1.0
     assert (tmp_path / "o" / "artquant.log").is_file() and not is_quiet()
+
+
+def test_the_log_and_its_folder_appear_with_the_first_record_or_a_finished_run(tmp_path):
+    with quiet_libraries():
+        assert log_to_folder(tmp_path / "run") == tmp_path / "run" / "artquant.log"
+        assert not (tmp_path / "run").exists()  # nothing logged yet: no folder
+        library_logger().info("first record")
+        assert "first record" in (tmp_path / "run" / "artquant.log").read_text()
+    with quiet_libraries():  # a run that finishes keeps its (empty) log, as the commands' help promises
+        log_to_folder(tmp_path / "quiet_run")
+    assert (tmp_path / "quiet_run" / "artquant.log").read_text() == ""
+
+
+def test_a_command_failing_on_its_input_leaves_no_default_out_folder(tmp_path, monkeypatch):
+    """eval and rerank name their log folder (eval_out/, rerank_out/) before they have read all their input."""
+    from artquant_core.commands import evaluate
+    from reward.commands import rerank
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"id": f"r{i}", "image": f"{i}.png", "gt_score": float(i + 1), "conversations": [
+        {"from": "human", "value": "<image>Rate it."}, {"from": "gpt", "value": "Fair."}]} for i in range(3)]
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    (tmp_path / "p.json").write_text(json.dumps([{"id": "someone else", "score": 1.0}]))
+    (tmp_path / "no_images").mkdir()
+    with pytest.raises(ValueError, match="no prediction for 3 of 3"), quiet_libraries():
+        evaluate.main(["--gt", "r.json", "--pred", "p.json"])
+    with pytest.raises(ValueError, match="no image files"), quiet_libraries():
+        rerank.main(["--reward", "brightness", "--images", "no_images"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_images", "p.json", "r.json"]

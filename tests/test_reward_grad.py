@@ -306,7 +306,7 @@ def test_ddpo_and_reward_grad_evaluate_the_same_held_out_noise(tiny_sd, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["reward_grad"])  # Flow-GRPO's in test_flow_grpo.py; DDPO and DPO use the
-# same accelerate pattern (prepare, no_sync on all micro-batches but the last): tests/ddp_sync_worker.py runs them
+# same accelerate pattern (prepare, no_sync on all micro-batches but the last), so these two stand for them
 def test_two_processes_keep_identical_weights(tiny_sd, tmp_path, kind):
     """Gradients are averaged across processes (accelerate's DDP), accumulation and checkpointing included."""
     from safetensors.torch import load_file
