@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("artquant_core.commands.evaluate", "metrics + scatter plot of a model or predictions file"),
     "score": ("artquant_core.commands.score", "score (and describe) images with a scorer"),
     "rerank": ("reward.commands.rerank", "best-of-N reranking with a contact sheet"),
+    "serve-reward": ("reward.commands.serve_reward", "serve a reward over HTTP (Ray Serve) for remote:URL specs"),
     "ddpo": ("alignment.commands.ddpo", "DDPO fine-tuning of a diffusion model"),
     "reward-grad": ("alignment.commands.reward_grad", "DRaFT-K / AlignProp reward-gradient fine-tuning"),
     "flow-grpo": ("alignment.commands.flow_grpo", "Flow-GRPO fine-tuning of a flow-matching model (SD3)"),

@@ -12,6 +12,8 @@ _EXPORTS = {
     "PickScore": "clip_rewards",
     "LaionAesthetic": "clip_rewards",
     "load_custom_reward": "custom",
+    "RemoteReward": "remote",
+    "RemoteRewardError": "remote",
     "load_reward": "spec",
     "best_of_n": "rerank",
     "RerankResult": "rerank",

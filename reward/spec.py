@@ -8,6 +8,7 @@ Grammar (whitespace around ``+`` and ``*`` is ignored)::
     builtin:= "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  "judge" [ "@" ASPECT ]  |  SIMPLE_NAME
             | "clipscore" [ ":" PATH_OR_ID ]  |  "pickscore" [ ":" PATH_OR_ID ]
             | "laion_aesthetic" ":" PATH  |  "hpsv2"  |  "imagereward"
+            | "remote" ":" URL                      (e.g. remote:http://127.0.0.1:8000)
     custom := DOTTED_MODULE ":" IDENTIFIER          (e.g. mypkg.rewards:sharpness)
             | FILE ".py" ":" IDENTIFIER              (e.g. rewards/mine.py:Sharpness)
     weight := a float: 0.8, -1, .5, 2e-3, 1E+2
@@ -47,6 +48,12 @@ hub id in the local cache; ``clipscore`` defaults to ``openai/clip-vit-large-pat
 ``pickscore`` to ``yuvalkirstain/PickScore_v1``; ``laion_aesthetic`` needs a folder).
 ``hpsv2`` and ``imagereward`` are known names that raise a ``ValueError`` saying
 what they would need: their checkpoints exist only for other packages.
+
+``remote:URL`` is a reward served over HTTP by ``artquant serve-reward`` (any spec, on
+other machines or GPUs): a :class:`~reward.remote.RemoteReward`, named ``remote``, not
+differentiable. The rest of the term is the URL (``http://HOST:PORT``, or ``https://``);
+its query sets the client (``?timeout=60&retries=5&backoff=0.5``), so the URL must not
+contain ``+`` or ``*``.
 
 A single unweighted term gives that reward; anything else gives a
 :class:`~reward.composite.CompositeReward` keyed by the rewards' names.
@@ -93,9 +100,9 @@ _CUSTOM_START = re.compile(rf"^(?:{MODULE_SPEC.pattern[1:-1]}|[^+*]+?\.py:[A-Za-
 
 def known_rewards() -> list[str]:
     """Reward names ``load_reward`` accepts: ``artquant`` (``:PATH``, ``@ASPECT``), ``judge``
-    (``@ASPECT``; the independent LLaVA judge), the simple baselines, the standard CLIP rewards
-    and the two standard rewards that are named but not wrapped (``hpsv2``, ``imagereward``)."""
-    return ["artquant", *SIMPLE_REWARDS, "judge", *CLIP_REWARDS, *UNWRAPPED_REWARDS]
+    (``@ASPECT``; the independent LLaVA judge), the simple baselines, the standard CLIP rewards,
+    ``remote`` (``:URL``, a served reward) and the two standard rewards that are named but not wrapped (``hpsv2``, ``imagereward``)."""
+    return ["artquant", *SIMPLE_REWARDS, "judge", *CLIP_REWARDS, "remote", *UNWRAPPED_REWARDS]
 
 
 def _starts_term(text: str) -> bool:
@@ -137,7 +144,7 @@ def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, known_rewards(), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return ValueError(f"unknown reward {name!r}{hint}; known rewards: {', '.join(known_rewards())} "
-                      "(artquant takes ':PATH' and '@ASPECT', judge takes '@ASPECT'), or a custom reward "
+                      "(artquant takes ':PATH' and '@ASPECT', judge '@ASPECT', remote ':URL'), or a custom reward "
                       "'dotted.module:function' or 'path/to/file.py:Name'")
 
 
@@ -182,6 +189,13 @@ def build_single(body: str, **artquant_options: Any) -> Reward:
         if rest.startswith("@") or (sep and not rest):
             raise ValueError(f"reward spec {body!r}: {name!r} takes only ':PATH_OR_HUB_ID' (no '@ASPECT')")
         return _clip_reward(name, rest if sep else None, **artquant_options)
+    if name == "remote":
+        from reward.remote import RemoteReward
+
+        if not sep or not rest.strip():
+            raise ValueError(f"reward spec {body!r}: 'remote' needs ':URL', e.g. 'remote:http://127.0.0.1:8000' "
+                             "(a server started with `artquant serve-reward`)")
+        return RemoteReward(rest.strip())
     if name in UNWRAPPED_REWARDS:
         raise ValueError(f"reward {name!r} is not available in this toolkit: {UNWRAPPED_REWARDS[name]}")
     raise _unknown(name if name else body)
@@ -234,6 +248,20 @@ def _judge(aspect: str | None, **options: Any) -> Reward:
             f"--config configs/pretrain_judge.yaml --family llava --data-seed 3000 --out RUN --ship`, "
             f"or use 'artquant:PATH'") from exc
     return ArtQuantReward(scorer, aspect=aspect, name="judge", **options)
+
+
+def check_spec(spec: str) -> None:
+    """Check ``spec``'s terms and reward names without loading any model: a ``ValueError`` as
+    :func:`load_reward` would raise it. ``artquant serve-reward`` calls this before it starts
+    replicas, each of which would otherwise fail to load the reward on its own."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"reward spec must be a non-empty string, got {spec!r}; known rewards: "
+                         f"{', '.join(known_rewards())}")
+    for term in split_terms(spec.strip()):
+        body, _ = parse_term(term)
+        name = body.partition(":")[0].partition("@")[0].strip()
+        if name not in known_rewards() and not is_custom_spec(body):
+            raise _unknown(name or body)
 
 
 def load_reward(spec: str, normalize: str = "none", **artquant_options: Any) -> Reward:

@@ -36,14 +36,16 @@ CONFIG_COMMANDS = {"demo": ("alignment.demo.config", "DemoConfig"),
 ARGPARSE_PARSERS = {"eval": ("artquant_core.commands.evaluate", "build_parser"),
                     "score": ("artquant_core.commands.score", "_parser"),
                     "rerank": ("reward.commands.rerank", "_parser"),
-                    "synthart": ("artquant_core.commands.synthart", "_parser")}
+                    "synthart": ("artquant_core.commands.synthart", "_parser"),
+                    "serve-reward": ("reward.commands.serve_reward", "_parser")}
 #: each command's required arguments, so that the unknown flag is the only thing wrong
 VALID_ARGS = {"demo": ["--out", "{tmp}/o"], "synthart": ["--out", "{tmp}/o", "--n", "3"],
               "train-scorer": ["--output_dir", "{tmp}/o"], "eval": ["--gt", "{tmp}/r.json", "--pred", "{tmp}/p.json"],
               "score": ["--model", "tiny", "{tmp}/a.png"], "rerank": ["--reward", "brightness", "--images", "{tmp}"],
               "ddpo": ["--output_dir", "{tmp}/o"], "reward-grad": ["--output_dir", "{tmp}/o"],
               "flow-grpo": ["--output_dir", "{tmp}/o"], "dpo": ["--output_dir", "{tmp}/o"],
-              "tiny-sd": ["--out", "{tmp}/o"], "tiny-sd3": ["--out", "{tmp}/o"]}
+              "tiny-sd": ["--out", "{tmp}/o"], "tiny-sd3": ["--out", "{tmp}/o"],
+              "serve-reward": ["--reward", "brightness", "--port", "8000"]}
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
