@@ -7,7 +7,7 @@ Grammar (whitespace around ``+`` and ``*`` is ignored)::
     reward := builtin | custom
     builtin:= "artquant" [ ":" PATH ] [ "@" ASPECT ]  |  "judge" [ "@" ASPECT ]  |  SIMPLE_NAME
             | "clipscore" [ ":" PATH_OR_ID ]  |  "pickscore" [ ":" PATH_OR_ID ]
-            | "laion_aesthetic" ":" PATH  |  "hpsv2"  |  "imagereward"
+            | "laion_aesthetic" ":" PATH  |  "hpsv2" ":" PATH  |  "imagereward" ":" PATH
             | "remote" ":" URL                      (e.g. remote:http://127.0.0.1:8000)
     custom := DOTTED_MODULE ":" IDENTIFIER          (e.g. mypkg.rewards:sharpness)
             | FILE ".py" ":" IDENTIFIER              (e.g. rewards/mine.py:Sharpness)
@@ -46,8 +46,15 @@ with an aspect), on the same ``[0, 1]`` scale, for watching reward hacking
 :mod:`reward.clip_rewards`, loaded through transformers from a local folder (or a
 hub id in the local cache; ``clipscore`` defaults to ``openai/clip-vit-large-patch14``,
 ``pickscore`` to ``yuvalkirstain/PickScore_v1``; ``laion_aesthetic`` needs a folder).
-``hpsv2`` and ``imagereward`` are known names that raise a ``ValueError`` saying
-what they would need: their checkpoints exist only for other packages.
+``hpsv2:PATH`` is HPSv2 / v2.1 (:class:`reward.hpsv2.HPSv2`): PATH is the open_clip
+checkpoint ``HPS_v2.1_compressed.pt`` (hub repo ``xswu/HPSv2``; read with
+``torch.load(weights_only=True)``, converted in memory to a transformers ``CLIPModel``)
+with OpenAI CLIP's tokenizer files in the same folder, a folder holding both, or a
+``CLIPModel`` folder. ``imagereward:PATH`` is ImageReward (:class:`reward.imagereward.ImageRewardScore`):
+PATH is the package's ``ImageReward.pt`` (hub repo ``THUDM/ImageReward``; read with
+``torch.load(weights_only=True)``, mapped onto transformers' BLIP modules) with
+``bert-base-uncased``'s ``vocab.txt`` in the same folder, or a folder holding both.
+Without ``:PATH`` both raise a ``ValueError`` saying what to pass.
 
 ``remote:URL`` is a reward served over HTTP by ``artquant serve-reward`` (any spec, on
 other machines or GPUs): a :class:`~reward.remote.RemoteReward`, named ``remote``, not
@@ -81,17 +88,17 @@ JUDGE_FAMILY = "llava"  # the judge is the other VLM family from the default sco
 #: The standard CLIP rewards of reward.clip_rewards (laion_aesthetic needs ':PATH', the others default to a hub id).
 CLIP_REWARDS = ("clipscore", "pickscore", "laion_aesthetic")
 
-#: Standard rewards whose checkpoints only other packages load: the reason and the way to use them.
-UNWRAPPED_REWARDS = {
-    "hpsv2": ("HPSv2 ships as an open_clip ViT-H-14 checkpoint (HPS_v2.1_compressed.pt, a pickle) with no "
-              "transformers-format release, and its package fetches the base weights from the hub when it "
-              "loads; this toolkit neither depends on open_clip nor unpickles checkpoints. To use it anyway, "
-              "`pip install hpsv2` and wrap hpsv2's scorer in a custom reward (e.g. 'my_rewards.py:HPSv2', "
-              "see docs/rewards.md)"),
-    "imagereward": ("ImageReward is a BLIP model plus an MLP head loaded by its own package (ImageReward.pt, "
-                    "a pickle, and a BLIP config fetched from the hub); transformers has no format for it. "
-                    "To use it anyway, `pip install image-reward` and wrap ImageReward.load(...).score in a "
-                    "custom reward (e.g. 'my_rewards.py:ImageRewardScore', see docs/rewards.md)"),
+#: Standard rewards converted from their original checkpoints at load time (reward.hpsv2, reward.imagereward);
+#: they need ':PATH' (the value: what to pass).
+CONVERTED_REWARDS = {
+    "hpsv2": ("HPSv2 needs ':PATH': the open_clip checkpoint HPS_v2.1_compressed.pt (hub repo xswu/HPSv2) with "
+              "OpenAI CLIP's tokenizer files (openai/clip-vit-large-patch14: vocab.json, merges.txt) in the same "
+              "folder, or a transformers CLIPModel folder (docs/rewards.md); e.g. 'hpsv2:models/hps/"
+              "HPS_v2.1_compressed.pt'. Alternatively `pip install hpsv2` and wrap its scorer in a custom reward"),
+    "imagereward": ("ImageReward needs ':PATH': the package's checkpoint ImageReward.pt (hub repo THUDM/ImageReward) "
+                    "with bert-base-uncased's tokenizer file vocab.txt in the same folder (docs/rewards.md); e.g. "
+                    "'imagereward:models/imagereward/ImageReward.pt'. Alternatively `pip install image-reward` and "
+                    "wrap ImageReward.load(...).score in a custom reward"),
 }
 
 #: A custom spec at the start of a term (what may follow a '+'); it ends at a '*', a '+' or the end.
@@ -101,8 +108,8 @@ _CUSTOM_START = re.compile(rf"^(?:{MODULE_SPEC.pattern[1:-1]}|[^+*]+?\.py:[A-Za-
 def known_rewards() -> list[str]:
     """Reward names ``load_reward`` accepts: ``artquant`` (``:PATH``, ``@ASPECT``), ``judge``
     (``@ASPECT``; the independent LLaVA judge), the simple baselines, the standard CLIP rewards,
-    ``remote`` (``:URL``, a served reward) and the two standard rewards that are named but not wrapped (``hpsv2``, ``imagereward``)."""
-    return ["artquant", *SIMPLE_REWARDS, "judge", *CLIP_REWARDS, "remote", *UNWRAPPED_REWARDS]
+    ``remote`` (``:URL``, a served reward), ``hpsv2`` and ``imagereward`` (both ``:PATH``)."""
+    return ["artquant", *SIMPLE_REWARDS, "judge", *CLIP_REWARDS, "remote", *CONVERTED_REWARDS]
 
 
 def _starts_term(text: str) -> bool:
@@ -144,7 +151,8 @@ def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, known_rewards(), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return ValueError(f"unknown reward {name!r}{hint}; known rewards: {', '.join(known_rewards())} "
-                      "(artquant takes ':PATH' and '@ASPECT', judge '@ASPECT', remote ':URL'), or a custom reward "
+                      "(artquant takes ':PATH' and '@ASPECT', judge '@ASPECT', remote ':URL', hpsv2 and imagereward ':PATH'), "
+                      "or a custom reward "
                       "'dotted.module:function' or 'path/to/file.py:Name'")
 
 
@@ -196,8 +204,17 @@ def build_single(body: str, **artquant_options: Any) -> Reward:
             raise ValueError(f"reward spec {body!r}: 'remote' needs ':URL', e.g. 'remote:http://127.0.0.1:8000' "
                              "(a server started with `artquant serve-reward`)")
         return RemoteReward(rest.strip())
-    if name in UNWRAPPED_REWARDS:
-        raise ValueError(f"reward {name!r} is not available in this toolkit: {UNWRAPPED_REWARDS[name]}")
+    if name in CONVERTED_REWARDS:
+        if rest.startswith("@") or not sep or not rest.strip():
+            raise ValueError(f"reward spec {body!r}: {CONVERTED_REWARDS[name]}")
+        kwargs = {k: artquant_options[k] for k in ("max_batch", "device") if artquant_options.get(k) is not None}
+        if name == "hpsv2":
+            from reward.hpsv2 import HPSv2
+
+            return HPSv2(rest.strip(), **kwargs)
+        from reward.imagereward import ImageRewardScore
+
+        return ImageRewardScore(rest.strip(), **kwargs)
     raise _unknown(name if name else body)
 
 

@@ -175,10 +175,10 @@ def test_folder_without_the_model_files_is_named(tmp_path):
         load_reward(f"clipscore:{empty}")
 
 
-def test_unwrapped_rewards_and_bad_clip_specs_say_why():
-    with pytest.raises(ValueError, match=r"hpsv2.*pip install hpsv2"):
+def test_converted_rewards_without_a_path_and_bad_clip_specs_say_why():
+    with pytest.raises(ValueError, match=r"HPSv2 needs ':PATH'.*HPS_v2.1_compressed.pt"):
         load_reward("hpsv2")
-    with pytest.raises(ValueError, match=r"imagereward.*pip install image-reward"):
+    with pytest.raises(ValueError, match=r"ImageReward needs ':PATH'.*ImageReward.pt"):
         load_reward("imagereward")
     with pytest.raises(ValueError, match="laion_aesthetic.*needs ':PATH'"):
         load_reward("laion_aesthetic")
