@@ -296,7 +296,7 @@ def server(tmp_path_factory):
     finally:
         proc.send_signal(signal.SIGINT)  # the graceful path: replicas and Ray shut down
         try:
-            assert proc.wait(timeout=60) == 0, log.read_text()
+            assert proc.wait(timeout=180) == 0, log.read_text()  # Ray's shutdown is slow on a busy machine
         finally:
             if proc.poll() is None:
                 proc.kill()
