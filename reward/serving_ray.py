@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,13 +152,24 @@ def _replica_error() -> str:
     return causes[-1] if causes else (lines[-1] if lines else "")
 
 
+#: how long ``stop`` lets the replicas drain before it ends the cluster anyway
+DRAIN_TIMEOUT_S = 20.0
+
+
 def stop() -> None:
-    """Stop the replicas (they finish their requests first), then the local Ray cluster with Serve."""
+    """Stop the replicas (they finish their requests first, for at most ``DRAIN_TIMEOUT_S``), then the
+    local Ray cluster with Serve. Bounded, because a replica that died or is being replaced can keep
+    Serve's blocking delete waiting for ever, and Ctrl-C must always end the server."""
     if not ray.is_initialized():
         return
     try:
         # Deleting the app drains the replicas; ray.shutdown then ends the controller and proxy.
         # (serve.shutdown() would race its own controller kill and print a retry warning.)
-        serve.delete(APP_NAME)
+        serve.delete(APP_NAME, _blocking=False)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while APP_NAME in serve.status().applications and time.monotonic() < deadline:
+            time.sleep(0.2)
+    except Exception:  # noqa: BLE001 - whatever Serve says now, the cluster goes down below
+        pass
     finally:
         ray.shutdown()
