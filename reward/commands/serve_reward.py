@@ -105,7 +105,7 @@ def _import_ray():
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does: replicas and Ray shut down
+    raise KeyboardInterrupt  # SIGINT and SIGTERM: replicas and Ray shut down
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     check_port(args.host, args.port)
     serving_ray = _import_ray()
     options = _options(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both signals stop the server the same way. SIGINT explicitly too: a process started from a
+    # background job of a non-interactive shell inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt for it, so Ctrl-C / kill -INT would leave the server running.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         started = time.perf_counter()
         try:
@@ -137,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopping the reward server ...", file=sys.stderr, flush=True)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         serving_ray.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
