@@ -32,7 +32,7 @@ from artquant_core.images import ImageBatch
 from artquant_core.vlm_preprocess import ClipImagePreprocessor
 from reward import clip_rewards
 from reward.clip_rewards import ClipEncoder, ClipReward
-from reward.openclip_convert import CHECKPOINT_SUFFIXES, CheckpointError, clip_model_from_openclip
+from reward.openclip_convert import CheckpointError, clip_model_from_openclip, find_checkpoint_file
 
 #: Where the real checkpoint lives (files HPS_v2.1_compressed.pt, HPS_v2_compressed.pt).
 HPSV2_HUB_REPO = "xswu/HPSv2"
@@ -54,19 +54,8 @@ def _tokenizer_hint(folder: Path) -> str:
 
 
 def find_checkpoint(path: str | Path, who: str = "hpsv2") -> Path:
-    """The checkpoint file that ``path`` names: the file itself, or the only checkpoint file in a folder."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"reward {who!r}: no checkpoint or folder at {str(path)!r} (expected "
-                                f"{HPSV2_CHECKPOINT} from the hub repo {HPSV2_HUB_REPO}, or a CLIPModel folder)")
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
-    if len(found) != 1:
-        what = "no checkpoint file" if not found else f"{len(found)} checkpoint files ({', '.join(p.name for p in found)})"
-        raise FileNotFoundError(f"reward {who!r}: {str(path)!r} has no config.json (not a CLIPModel folder) and "
-                                f"{what}; pass the file itself, e.g. '{who}:{path / HPSV2_CHECKPOINT}'")
-    return found[0]
+    """The HPSv2 checkpoint file that ``path`` names: the file itself, or the only checkpoint file in a folder."""
+    return find_checkpoint_file(path, who, HPSV2_CHECKPOINT, HPSV2_HUB_REPO, folder_kind="CLIPModel")
 
 
 def _default_preprocessor(folder: Path, image_size: int, who: str) -> ClipImagePreprocessor:

@@ -42,7 +42,7 @@ from artquant_core.images import ImageBatch
 from artquant_core.vlm_preprocess import ClipImagePreprocessor
 from reward import clip_rewards
 from reward.clip_rewards import AestheticHead, ClipReward
-from reward.openclip_convert import CHECKPOINT_SUFFIXES, CheckpointError, load_openclip_state_dict
+from reward.openclip_convert import CheckpointError, find_checkpoint_file, load_openclip_state_dict, require_key
 
 IMAGEREWARD_MEAN = 0.16717362830052426
 IMAGEREWARD_STD = 1.0333394966054072
@@ -65,10 +65,7 @@ _VISION_BLOCK_PARTS = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.qkv
 
 
 def _require(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
-    if key not in state:
-        raise CheckpointError(f"{source}: not an ImageReward checkpoint: missing key {key!r} "
-                              f"(keys start: {sorted(state)[:5]})")
-    return state[key]
+    return require_key(state, key, source, kind="an ImageReward")
 
 
 def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
@@ -210,20 +207,6 @@ class ImageRewardModel(nn.Module):
         return (self.head(text[:, 0]) - IMAGEREWARD_MEAN) / IMAGEREWARD_STD
 
 
-def _find_checkpoint(path: Path, who: str) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"reward {who!r}: no checkpoint or folder at {str(path)!r} (expected "
-                                f"{IMAGEREWARD_CHECKPOINT} from the hub repo {IMAGEREWARD_HUB_REPO})")
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
-    if len(found) != 1:
-        what = "no checkpoint file" if not found else f"{len(found)} checkpoint files ({', '.join(p.name for p in found)})"
-        raise FileNotFoundError(f"reward {who!r}: {str(path)!r} has {what}; pass the file itself, e.g. "
-                                f"'{who}:{path / IMAGEREWARD_CHECKPOINT}'")
-    return found[0]
-
-
 class _Encoder(nn.Module):
     """What :class:`~reward.clip_rewards.ClipReward` moves between devices: the model (preprocessing has no weights)."""
 
@@ -250,7 +233,7 @@ class ImageRewardScore(ClipReward):
                  **config_options: Any) -> None:
         from transformers import AutoTokenizer
 
-        checkpoint = _find_checkpoint(Path(path).expanduser(), self.name)
+        checkpoint = find_checkpoint_file(path, self.name, IMAGEREWARD_CHECKPOINT, IMAGEREWARD_HUB_REPO)
         folder = checkpoint.parent
         tokenizer_folder = next((f for f in (folder, folder / "tokenizer")
                                  if (f / "vocab.txt").is_file() or (f / "tokenizer.json").is_file()), None)

@@ -91,9 +91,32 @@ def load_openclip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def _require(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
+def find_checkpoint_file(path: str | Path, who: str, filename: str, hub_repo: str,
+                         folder_kind: str | None = None) -> Path:
+    """The checkpoint file that ``path`` names: the file itself, or the only checkpoint file in a folder.
+
+    ``filename`` / ``hub_repo`` name the real checkpoint in the errors; ``folder_kind`` (e.g. ``"CLIPModel"``)
+    is the converted-folder form the reward also accepts, mentioned where it applies."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        alternative = f", or a {folder_kind} folder" if folder_kind else ""
+        raise FileNotFoundError(f"reward {who!r}: no checkpoint or folder at {str(path)!r} (expected "
+                                f"{filename} from the hub repo {hub_repo}{alternative})")
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if len(found) != 1:
+        what = "no checkpoint file" if not found else f"{len(found)} checkpoint files ({', '.join(p.name for p in found)})"
+        not_a_folder = f"no config.json (not a {folder_kind} folder) and " if folder_kind else ""
+        raise FileNotFoundError(f"reward {who!r}: {str(path)!r} has {not_a_folder}{what}; pass the file itself, "
+                                f"e.g. '{who}:{path / filename}'")
+    return found[0]
+
+
+def require_key(state: dict[str, torch.Tensor], key: str, source: str, kind: str = "an open_clip CLIP") -> torch.Tensor:
+    """``state[key]``, or a ``CheckpointError`` naming the file, the missing key and what the file holds."""
     if key not in state:
-        raise CheckpointError(f"{source}: not an open_clip CLIP checkpoint: missing key {key!r} "
+        raise CheckpointError(f"{source}: not {kind} checkpoint: missing key {key!r} "
                               f"(keys start: {sorted(state)[:5]})")
     return state[key]
 
@@ -125,22 +148,22 @@ def infer_clip_config(state: dict[str, torch.Tensor], source: str = "checkpoint"
     """
     from transformers import CLIPConfig
 
-    conv = _require(state, "visual.conv1.weight", source)
+    conv = require_key(state, "visual.conv1.weight", source)
     vision_width, patch = conv.shape[0], conv.shape[-1]
-    grid = _require(state, "visual.positional_embedding", source).shape[0] - 1
+    grid = require_key(state, "visual.positional_embedding", source).shape[0] - 1
     side = int(round(grid ** 0.5))
     if side * side != grid:
         raise CheckpointError(f"{source}: visual.positional_embedding has {grid + 1} rows, not a square grid + 1")
-    vocab, text_width = _require(state, "token_embedding.weight", source).shape
-    context = _require(state, "positional_embedding", source).shape[0]
-    projection = _require(state, "text_projection", source).shape[1]
+    vocab, text_width = require_key(state, "token_embedding.weight", source).shape
+    context = require_key(state, "positional_embedding", source).shape[0]
+    projection = require_key(state, "text_projection", source).shape[1]
     vision_layers, text_layers = _layers(state, "visual."), _layers(state, "")
     if not vision_layers or not text_layers:
         tower = "visual.transformer" if not vision_layers else "transformer"
         raise CheckpointError(f"{source}: not an open_clip CLIP checkpoint: missing key "
                               f"'{tower}.resblocks.0.attn.in_proj_weight'")
-    vision_mlp = _require(state, "visual.transformer.resblocks.0.mlp.c_fc.weight", source).shape[0]
-    text_mlp = _require(state, "transformer.resblocks.0.mlp.c_fc.weight", source).shape[0]
+    vision_mlp = require_key(state, "visual.transformer.resblocks.0.mlp.c_fc.weight", source).shape[0]
+    text_mlp = require_key(state, "transformer.resblocks.0.mlp.c_fc.weight", source).shape[0]
     vision_heads = vision_heads or default_vision_heads(vision_width)
     text_heads = text_heads or default_text_heads(text_width)
     for tower, width, heads in (("vision", vision_width, vision_heads), ("text", text_width, text_heads)):
