@@ -11,12 +11,16 @@ beside it where the preset watches it. CPU time is the process's (all threads).
 
     python -m scripts.bench_methods --methods ddpo,reward_grad,dpo,flow_grpo --seeds 0,1 --epochs 10 \\
         --out runs/bench_methods
+
+``bench_methods.json`` is rewritten after every run, so a stopped benchmark keeps what it finished;
+``--resume`` continues each run from its newest checkpoint (a finished run only re-reads its
+evaluations). The CPU time of a resumed run covers only what this invocation trained: such rows carry
+``"resumed": true`` and are left out of the per-minute figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -59,8 +63,14 @@ METHODS = {m.name: m for m in [
 ]}
 
 
-def run_one(method: Method, seed: int, control: bool, out: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Train one (method, seed, reward-or-control) run; return its gains, sample count and CPU time."""
+def run_one(method: Method, seed: int, control: bool, out: Path, overrides: dict[str, Any],
+            resume: bool = False) -> dict[str, Any]:
+    """Train one (method, seed, reward-or-control) run; return its gains, sample count and CPU time.
+
+    Args:
+        resume: continue from the newest checkpoint in ``out`` (``resume_from: latest``).
+    """
+    from alignment.run_state import resolve_resume
     import importlib
 
     from alignment.eval_scores import compare_evaluations
@@ -74,7 +84,10 @@ def run_one(method: Method, seed: int, control: bool, out: Path, overrides: dict
     values = {"output_dir": str(out), "seed": seed, **overrides}
     if control:  # the same run on a reward without signal; the trained reward is only watched
         values.update(reward=method.control_reward, eval_rewards=list(dict.fromkeys([trained, *preset.eval_rewards])))
+    if resume:
+        values["resume_from"] = "latest"
     cfg = parse_config(config_cls, ["--config", str(ROOT / method.preset)], **values)
+    resumed = resume and resolve_resume(str(out), "latest") is not None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     trainer_cls(cfg).train()
     cpu_min, wall_s = (time.process_time() - cpu0) / 60, time.perf_counter() - wall0
@@ -85,7 +98,8 @@ def run_one(method: Method, seed: int, control: bool, out: Path, overrides: dict
            "watched": trained, "change": own["change"], "se": own["se"], "samples": samples,
            "cpu_min": cpu_min, "wall_s": wall_s,
            "gain_per_1k_samples": 1000 * own["change"] / samples if samples else None,
-           "gain_per_cpu_min": own["change"] / cpu_min if cpu_min > 0 else None}
+           "gain_per_cpu_min": own["change"] / cpu_min if cpu_min > 0 and not resumed else None,
+           "resumed": resumed}
     if "judge" in changes:
         row.update(judge_change=changes["judge"]["change"], judge_se=changes["judge"]["se"])
     return row
@@ -103,7 +117,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         control = statistics.mean(r["change"] for r in ctrl) if ctrl else None
         net = gain - control if control is not None else gain
         samples = statistics.mean(r["samples"] for r in mine)
-        cpu = statistics.mean(r["cpu_min"] for r in mine)
+        timed = [r["cpu_min"] for r in mine if not r.get("resumed")]  # a resumed run's time is partial
+        cpu = statistics.mean(timed) if timed else 0.0
         out.append({"method": method, "reward": mine[0]["reward"], "seeds": len(mine), "gain": gain,
                     "gain_spread": (max(r["change"] for r in mine) - min(r["change"] for r in mine)) / 2,
                     "control_gain": control, "net_gain": net, "samples": samples, "cpu_min": cpu,
@@ -112,6 +127,16 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "judge_change": statistics.mean(r["judge_change"] for r in mine) if "judge_change" in mine[0]
                     else None})
     return out
+
+
+def write_results(out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write ``out/bench_methods.json`` (every run so far and their summary) atomically; the summary."""
+    from artquant_core.records import write_json_atomic
+
+    summary = summarize(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "bench_methods.json", {"runs": rows, "summary": summary}, indent=1)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=None, help="override each preset's eval_every")
     parser.add_argument("--no-control", action="store_true", help="skip the random-reward null controls")
     parser.add_argument("--out", default="runs/bench_methods", help="folder of the runs and bench_methods.json")
+    parser.add_argument("--resume", action="store_true", help="continue every run from its newest checkpoint")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -135,10 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             for control in ([False] if args.no_control else [False, True]):
                 out = Path(args.out) / f"{name}_seed{seed}{'_control' if control else ''}"
                 print(f"{name} seed {seed}{' (random-reward control)' if control else ''} -> {out}", flush=True)
-                rows.append(run_one(METHODS[name], seed, control, out, overrides))
-    summary = summarize(rows)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench_methods.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=1))
+                rows.append(run_one(METHODS[name], seed, control, out, overrides, resume=args.resume))
+                summary = write_results(Path(args.out), rows)
     print(f"\n{'method':<12} {'reward':<11} {'gain':>8} {'control':>8} {'net':>8} {'/1k smp':>8} {'/CPU-min':>9} "
           f"{'judge':>8}")
     for s in summary:

@@ -11,6 +11,8 @@ What is measured, all at 64 px on ``n`` images:
 * **floor**: the SynthArt paintings of another unseen seed ``--floor-seed`` (default ``seed + 1``):
   the Fréchet distance two independent draws of the true distribution have at this ``n``
   (FD is biased upwards at small ``n``; comparing against the floor at the same ``n`` removes most of it);
+* **vae_reconstruction**: the floor paintings encoded and decoded by the painter's own VAE: the
+  distance no sampler can beat with that autoencoder (what its latents cannot hold, e.g. pixel noise);
 * **random_init**: the random-init tiny SD (``build_tiny_sd(pretrained=False)``), same captions and sampler:
   the score of a painter that learnt nothing.
 
@@ -36,7 +38,10 @@ THUMB = 4  # thumbnail side of the colour-layout feature
 FEATURE_NAMES = ([f"thumb_{c}_{y}_{x}" for y in range(THUMB) for x in range(THUMB) for c in "rgb"]
                  + [f"std_{c}" for c in "rgb"] + [f"grad_{c}" for c in "rgb"])
 FEATURE_DIM = len(FEATURE_NAMES)  # 4*4*3 + 3 + 3 = 54
-SET_NAMES = ("reference", "floor", "painter", "random_init")
+SET_NAMES = ("reference", "floor", "vae_reconstruction", "painter", "random_init")
+COMPARED = SET_NAMES[1:]  # the sets measured against the reference
+FEATURE_GROUPS = {"thumb": slice(0, 3 * THUMB * THUMB), "std": slice(3 * THUMB * THUMB, 3 * THUMB * THUMB + 3),
+                  "grad": slice(3 * THUMB * THUMB + 3, FEATURE_DIM)}
 
 
 # ---------------------------------------------------------------------------- features and FD
@@ -111,6 +116,20 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return frechet_distance_from_stats(*feature_stats(features_a), *feature_stats(features_b))
 
 
+def fd_breakdown(features: np.ndarray, reference_features: np.ndarray) -> dict:
+    """Where a Fréchet distance comes from: its mean term ``|mu1 - mu2|^2`` and covariance term (the
+    rest), and the distance of each feature group alone (``thumb`` colour layout, ``std`` contrast,
+    ``grad`` edges / texture). The groups' distances do not add up to the whole (cross-covariances),
+    but they say which property is off: a ``thumb`` mean term is a colour bias, a ``grad`` term
+    missing noise or blur."""
+    (mu1, cov1), (mu2, cov2) = feature_stats(features), feature_stats(reference_features)
+    total = frechet_distance_from_stats(mu1, cov1, mu2, cov2)
+    mean_term = float(((mu1 - mu2) ** 2).sum())
+    return {"mean_term": mean_term, "covariance_term": max(0.0, total - mean_term),
+            "groups": {name: frechet_distance(features[:, cols], reference_features[:, cols])
+                       for name, cols in FEATURE_GROUPS.items()}}
+
+
 def contrast(images) -> list[float]:
     """Per-channel contrast of a set: the mean over images of each channel's pixel std, [0, 1] scale."""
     return [float(v) for v in _as_unit_nhwc(images).std(axis=(1, 2)).mean(axis=0)]
@@ -143,6 +162,22 @@ def load_pipeline(path: str | Path, device: str = "cpu"):
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def vae_reconstruct(pipe, images_nhwc_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``images`` encoded (posterior mean) and decoded by ``pipe.vae``; uint8 like the input."""
+    import torch
+
+    from artquant_core.images import float_to_uint8
+
+    vae, out = pipe.vae, []
+    with torch.no_grad():
+        for start in range(0, len(images_nhwc_uint8), batch_size):
+            x = torch.from_numpy(images_nhwc_uint8[start:start + batch_size]).permute(0, 3, 1, 2)
+            x = x.to(device=vae.device, dtype=vae.dtype) / 127.5 - 1.0
+            decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
+            out.append(float_to_uint8((decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).double()).numpy())
+    return np.concatenate(out, axis=0)
 
 
 def sample_painter(pipe, captions: list[str], steps: int = 20, guidance: float = 3.0, noise_seed: int = 0,
@@ -227,9 +262,10 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
 
     torch_threads = torch.get_num_threads()
     t = time.perf_counter()
-    painter_images = sample_painter(load_pipeline(painter, device), captions, steps, guidance, noise_seed,
-                                    batch_size, size)
+    painter_pipe = load_pipeline(painter, device)
+    painter_images = sample_painter(painter_pipe, captions, steps, guidance, noise_seed, batch_size, size)
     seconds["painter_sampling"] = time.perf_counter() - t
+    reconstructed = vae_reconstruct(painter_pipe, floor_images, batch_size)
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_painter_random_") as tmp:
@@ -241,11 +277,13 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
                                        noise_seed, batch_size, size)
     seconds["random_init_sampling"] = time.perf_counter() - t
 
-    sets = {"reference": reference, "floor": floor_images, "painter": painter_images, "random_init": random_images}
+    sets = {"reference": reference, "floor": floor_images, "vae_reconstruction": reconstructed,
+            "painter": painter_images, "random_init": random_images}
     feats = {k: image_features(v) for k, v in sets.items()}
     ref_stats = feature_stats(feats["reference"])
-    fd = {k: frechet_distance_from_stats(*ref_stats, *feature_stats(feats[k])) for k in ("floor", "painter", "random_init")}
+    fd = {k: frechet_distance_from_stats(*ref_stats, *feature_stats(feats[k])) for k in COMPARED}
     floor = fd["floor"]
+    breakdown = {k: fd_breakdown(feats[k], feats["reference"]) for k in COMPARED}
 
     means: dict[str, float] | None = None
     if score:
@@ -269,7 +307,8 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
                      "description": "4x4x3 area-average colour thumbnail, per-channel pixel std, "
                                     "per-channel mean |finite difference|; pixels in [0, 1]"},
         "fd": fd,
-        "fd_ratio_to_floor": {k: (fd[k] / floor if floor > 0 else float("inf")) for k in ("painter", "random_init")},
+        "fd_ratio_to_floor": {k: (fd[k] / floor if floor > 0 else float("inf")) for k in COMPARED[1:]},
+        "fd_breakdown": breakdown,
         "scorer_mean": means,
         "contrast_rgb": {k: contrast(v) for k, v in sets.items()},
         "contrast_mean": {k: float(np.mean(contrast(v))) for k, v in sets.items()},
@@ -320,14 +359,21 @@ def format_table(result: dict) -> str:
     fd, ratio = result["fd"], result["fd_ratio_to_floor"]
     lines = [f"painter {result['painter']}  n={result['n']} seed={result['seed']} floor_seed={result['floor_seed']} "
              f"steps={result['steps']} guidance={result['guidance']}",
-             f"{'set':<12} {'FD vs ref':>10} {'/ floor':>8} {'scorer':>8} {'contrast r,g,b (mean)':>30}"]
+             f"{'set':<19} {'FD vs ref':>10} {'/ floor':>8} {'scorer':>8} {'contrast r,g,b (mean)':>30}"]
     for name in SET_NAMES:
         fd_s = "-" if name == "reference" else f"{fd[name]:.4f}"
         ratio_s = f"{ratio[name]:.2f}" if name in ratio else ("1.00" if name == "floor" else "-")
         score_s = f"{means[name]:.3f}" if name in means else "-"
         c = result["contrast_rgb"][name]
         contrast_s = f"{c[0]:.3f},{c[1]:.3f},{c[2]:.3f} ({result['contrast_mean'][name]:.3f})"
-        lines.append(f"{name:<12} {fd_s:>10} {ratio_s:>8} {score_s:>8} {contrast_s:>30}")
+        lines.append(f"{name:<19} {fd_s:>10} {ratio_s:>8} {score_s:>8} {contrast_s:>30}")
+    breakdown = result.get("fd_breakdown")
+    if breakdown:
+        lines.append(f"where the distance comes from:\n{'set':<19} {'mean term':>10} {'cov term':>10} "
+                     + " ".join(f"{'FD ' + g:>10}" for g in FEATURE_GROUPS))
+        for name, parts in breakdown.items():
+            lines.append(f"{name:<19} {parts['mean_term']:>10.4f} {parts['covariance_term']:>10.4f} "
+                         + " ".join(f"{parts['groups'][g]:>10.4f}" for g in FEATURE_GROUPS))
     return "\n".join(lines)
 
 

@@ -34,3 +34,25 @@ def test_every_method_has_a_preset_its_config_accepts():
     for method in METHODS.values():
         cfg = parse_config(getattr(alignment, method.config_cls), ["--config", str(root / method.preset)])
         assert method.samples_per_epoch(cfg) > 0, method.name
+
+
+def test_resumed_runs_count_for_the_gain_but_not_for_the_time():
+    # a resumed run's CPU time covers only the epochs that invocation trained
+    rows = [_row("dpo", "artquant", 0, 0.02, cpu=4.0), {**_row("dpo", "artquant", 1, 0.04, cpu=0.5), "resumed": True}]
+    (dpo,) = summarize(rows)
+    assert dpo["gain"] == pytest.approx(0.03) and dpo["cpu_min"] == pytest.approx(4.0)
+    assert dpo["net_gain_per_cpu_min"] == pytest.approx(0.03 / 4.0)
+    (only_resumed,) = summarize([{**_row("dpo", "artquant", 0, 0.02), "resumed": True}])
+    assert only_resumed["net_gain_per_cpu_min"] is None and only_resumed["net_gain"] == pytest.approx(0.02)
+
+
+def test_results_file_is_written_after_each_run(tmp_path):
+    import json
+
+    from scripts.bench_methods import write_results
+
+    write_results(tmp_path, [_row("ddpo", "artquant", 0, 0.03)])
+    write_results(tmp_path, [_row("ddpo", "artquant", 0, 0.03), _row("ddpo", "random (control)", 0, 0.01)])
+    saved = json.loads((tmp_path / "bench_methods.json").read_text())
+    assert len(saved["runs"]) == 2 and saved["summary"][0]["net_gain"] == pytest.approx(0.02)
+    assert not list(tmp_path.glob("*.tmp"))

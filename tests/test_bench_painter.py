@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.bench_painter import (FEATURE_DIM, FEATURE_NAMES, frechet_distance, image_features, main,
-                                   run_bench)
+from scripts.bench_painter import (FEATURE_DIM, FEATURE_NAMES, fd_breakdown, frechet_distance, image_features,
+                                   main, run_bench)
 
 SMOKE_PAINTER = Path("/tmp/painter_smoke/painter")
 SHIPPED_PAINTER = Path(__file__).resolve().parents[1] / "alignment" / "pretrained" / "tiny_painter"
@@ -45,6 +45,23 @@ def test_frechet_distance_self_zero_symmetric_and_grows_with_shift():
     assert frechet_distance(a, 2.0 * a) > frechet_distance(a, 1.1 * a) > 0  # a scale change counts too
 
 
+def test_breakdown_separates_a_colour_bias_from_missing_texture():
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0.5, 0.1, size=(500, FEATURE_DIM))
+    biased = reference.copy()
+    biased[:, :48] += 0.05  # every thumbnail cell 0.05 brighter: a pure mean shift of the colour layout
+    parts = fd_breakdown(biased, reference)
+    assert parts["mean_term"] == pytest.approx(48 * 0.05 ** 2, rel=1e-6)
+    assert parts["covariance_term"] == pytest.approx(0.0, abs=1e-8)
+    assert parts["groups"]["thumb"] == pytest.approx(48 * 0.05 ** 2, rel=1e-6)
+    assert parts["groups"]["std"] == pytest.approx(0.0, abs=1e-8) and parts["groups"]["grad"] == pytest.approx(0.0, abs=1e-8)
+    flat = reference.copy()
+    flat[:, 51:] = 0.5  # no texture variety at all: only the grad group's covariance is off
+    parts = fd_breakdown(flat, reference)
+    assert parts["groups"]["grad"] > 0.01 and parts["groups"]["thumb"] == pytest.approx(0.0, abs=1e-8)
+    assert parts["covariance_term"] > parts["mean_term"]
+
+
 def test_frechet_distance_singular_covariances():
     """n < d (as in a 16-image run with 54 features): finite, non-negative, ~0 against itself."""
     rng = np.random.default_rng(3)
@@ -69,16 +86,19 @@ def test_bench_runs_and_writes_outputs(tmp_path):
                 "scorer_mean", "contrast_rgb", "contrast_mean", "seconds"):
         assert key in result, key
     assert result["n"] == 16 and result["steps"] == 2 and result["features"]["dim"] == 54
-    assert set(result["fd"]) == {"floor", "painter", "random_init"}
-    assert set(result["contrast_rgb"]) == {"reference", "floor", "painter", "random_init"}
+    assert set(result["fd"]) == {"floor", "vae_reconstruction", "painter", "random_init"}
+    assert set(result["contrast_rgb"]) == {"reference", "floor", "vae_reconstruction", "painter", "random_init"}
     assert all(len(v) == 3 for v in result["contrast_rgb"].values())
     if result["scorer_mean"] is not None:
-        assert set(result["scorer_mean"]) == {"reference", "floor", "painter", "random_init"}
+        assert set(result["scorer_mean"]) == {"reference", "floor", "vae_reconstruction", "painter", "random_init"}
         assert all(np.isfinite(v) for v in result["scorer_mean"].values())
     fd = result["fd"]
     assert all(np.isfinite(v) and v >= 0 for v in fd.values())
     assert fd["random_init"] > fd["floor"]
     assert result["fd_ratio_to_floor"]["painter"] == pytest.approx(fd["painter"] / fd["floor"])
+    for name, parts in result["fd_breakdown"].items():  # the two terms make up the whole distance
+        assert parts["mean_term"] + parts["covariance_term"] == pytest.approx(fd[name], rel=1e-6, abs=1e-9)
+        assert set(parts["groups"]) == {"thumb", "std", "grad"}
     assert (out / "bench_painter_grid.png").is_file() and len(result["grid_captions"]) == 8
 
 
@@ -91,3 +111,6 @@ def test_painter_fd_on_unseen_seed():
     assert not result["seed_seen_in_training"]
     fd = result["fd"]
     assert fd["painter"] < 0.5 * fd["random_init"], fd
+    # the painter's own autoencoder loses less than its sampler: a reconstruction is nearer SynthArt
+    assert fd["vae_reconstruction"] < fd["painter"], fd
+    assert result["fd_breakdown"]["painter"]["groups"]["thumb"] > result["fd_breakdown"]["floor"]["groups"]["thumb"]

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from alignment import DDPOTrainer
 from artquant_core.tracking import read_metrics

@@ -1,7 +1,6 @@
 """Shared machinery: config parser, run tracker, atomic checkpoints, RNG state, CLI dispatcher."""
 
 import dataclasses
-import json
 import random
 import subprocess
 import sys

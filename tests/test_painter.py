@@ -1,5 +1,7 @@
 """The painter: SynthArt captions, its prompt files, the training stages and the shipped pipeline."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -116,16 +118,24 @@ def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
 
     common = ["--n-images", "48", "--vae-steps", "4", "--vae-batch", "4", "--unet-steps", "6", "--unet-batch", "4",
               "--threads", "1", "--checkpoint-every", "100"]
-    code = "import sys; from scripts.pretrain_tiny_sd import main; raise SystemExit(main(sys.argv[1:]))"
+    from scripts.pretrain_tiny_sd import main
 
     def run(out, *extra):
-        return subprocess.run([sys.executable, "-c", code, "--out", str(out), *common, *extra], cwd=ROOT,
-                              check=True, capture_output=True, text=True)
+        """One invocation of the script (in this process: each builds its models and state from the run folder
+        alone, as a fresh process would; ``--threads 1`` is undone afterwards)."""
+        threads = torch.get_num_threads()
+        stdout = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(stdout):
+                assert main(["--out", str(out), *common, *extra]) == 0
+        finally:
+            torch.set_num_threads(threads)
+        return stdout.getvalue()
 
     run(tmp_path / "whole")
-    assert "stopped in the VAE stage" in run(tmp_path / "parts", "--stop-at-step", "2").stdout
+    assert "stopped in the VAE stage" in run(tmp_path / "parts", "--stop-at-step", "2")
     assert (tmp_path / "parts" / "vae_stage" / "checkpoint-2").is_dir()
-    assert "stopped in the UNet stage" in run(tmp_path / "parts", "--stop-at-step", "5").stdout
+    assert "stopped in the UNet stage" in run(tmp_path / "parts", "--stop-at-step", "5")
     assert not (tmp_path / "parts" / "painter").exists()
     run(tmp_path / "parts")
     for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
