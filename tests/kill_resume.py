@@ -25,22 +25,29 @@ def assert_kill_9_resume_is_exact(cli: Callable[..., list[str]], tmp_path: Path,
                                   kill_after: int = 2) -> Path:
     """``cli(out_dir, *extra) -> argv`` of a run writing ``checkpoint-N`` each epoch.
 
-    Runs it whole; runs it again, killed once ``checkpoint-{kill_after}`` exists, then resumed with
-    ``--resume_from latest``; asserts the final LoRA tensors are bit-equal. Returns the resumed run's folder.
+    Runs it whole and, side by side (one thread each), again, killed once ``checkpoint-{kill_after}``
+    exists, then resumed with ``--resume_from latest``; asserts the final LoRA tensors are bit-equal.
+    Returns the resumed run's folder.
     """
     n = str(epochs)
-    whole = subprocess.run(cli(tmp_path / "whole", "--num_epochs", n), env=subprocess_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(cli(out, "--num_epochs", n), env=subprocess_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / f"checkpoint-{kill_after}").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / f"checkpoint-{epochs}").exists(), "the run finished before it was killed"
+    whole = subprocess.Popen(cli(tmp_path / "whole", "--num_epochs", n), env=subprocess_env(), cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        out = tmp_path / "killed"
+        proc = subprocess.Popen(cli(out, "--num_epochs", n), env=subprocess_env(), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not (out / f"checkpoint-{kill_after}").is_dir() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / f"checkpoint-{epochs}").exists(), "the run finished before it was killed"
+        _, whole_err = whole.communicate(timeout=600)
+    finally:
+        if whole.poll() is None:
+            whole.kill()
+            whole.wait()
+    assert whole.returncode == 0, whole_err[-2000:]
     done = subprocess.run(cli(out, "--num_epochs", n, "--resume_from", "latest"), env=subprocess_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,9 +1,12 @@
 """Learning signal: DDPO on the tiny default moves the brightness reward the way it is asked to, within
 10 epochs, by far more than the optimiser's random walk moves it (docs/fine_tuning.md: a `--reward random` run of
-the same settings drifts held-out brightness by -0.002 to -0.006)."""
+the same settings drifts held-out brightness by -0.002 to -0.006).
+
+Threads: torch's default (all cores, or OMP_NUM_THREADS): ~80 s on an idle 2-core machine, ~110 s on one thread.
+On a machine whose other cores are busy, run it with OMP_NUM_THREADS=1: two OpenMP threads that must wait
+for a busy core spin against each other (a 6 s epoch once took 80 s that way)."""
 
 import pytest
-import torch
 
 from alignment import DDPOConfig, DDPOTrainer
 from alignment.eval_scores import compare_evaluations
@@ -21,18 +24,8 @@ def _run(tmp_path, reward: str) -> tuple[list[dict], dict]:
     return train, compare_evaluations(out)["rewards"]["brightness"]
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: two OpenMP threads on a machine whose other core is busy wait on each other
-    (a 6 s epoch took 80 s in CI that way); one thread costs ~1.3x on an idle machine and never that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_brightness_rises_within_ten_epochs(tmp_path, one_thread):
+def test_brightness_rises_within_ten_epochs(tmp_path):
     # one direction only (the suite's time): negating the reward negates DDPO's normalised advantages, the
     # same computation; both directions are checked for the reward-gradient trainer (test_reward_grad.py)
     for reward, sign in (("brightness", 1.0),):

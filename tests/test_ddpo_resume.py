@@ -43,18 +43,24 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     sd = build_tiny_sd(tmp_path / "sd", pretrained=False)
     script = tmp_path / "run_ddpo.py"
     script.write_text(SCRIPT)
-    _run(script, tmp_path / "full", sd, "none")
-
-    killed = tmp_path / "killed"
-    proc = _run(script, killed, sd, "none", wait=False)
-    deadline = time.time() + 600
-    while not (killed / "checkpoint-1").is_dir():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "checkpoint-3").exists()
+    full = _run(script, tmp_path / "full", sd, "none", wait=False)  # side by side with the killed run
+    try:
+        killed = tmp_path / "killed"
+        proc = _run(script, killed, sd, "none", wait=False)
+        deadline = time.time() + 600
+        while not (killed / "checkpoint-1").is_dir():
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (killed / "checkpoint-3").exists()
+        _, err = full.communicate(timeout=600)
+        assert full.returncode == 0, err.decode()[-3000:]
+    finally:
+        if full.poll() is None:
+            full.kill()
+            full.wait()
     _run(script, killed, sd, "latest")
 
     a = load_file(str(tmp_path / "full" / "checkpoint-3" / "unet_lora_peft.safetensors"))

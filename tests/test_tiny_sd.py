@@ -37,14 +37,20 @@ def test_tokenizer_encodes_known_words_as_single_tokens(tmp_path):
 
 def test_tiny_sd_folder_is_identical_when_built_by_separate_processes(tmp_path):
     """Hash-ordered tie-breaking in a BPE trainer once gave each process its own tokenizer."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for name in ("a", "b"):
+    builders = []
+    for name in ("a", "b"):  # side by side: two interpreters, each with its own hash seed
         code = f"from alignment import build_tiny_sd; build_tiny_sd({str(tmp_path / name)!r}, seed=0, pretrained=False)"
-        subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
+        builders.append(subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    for builder in builders:
+        _, err = builder.communicate(timeout=300)
+        assert builder.returncode == 0, err[-2000:]
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert any(f.name == "merges.txt" for f in files) and any(f.suffix == ".safetensors" for f in files)
     differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
