@@ -4,7 +4,8 @@ Both trainers fine-tune the same tiny SD pipeline folder (``build_tiny_sd``)
 with identical settings: 64 px, DDIM 10 steps, eta 1, CFG 5 (also in
 training), sample batch 4 x 2 batches per epoch, train batch 2, 1 inner
 epoch, every timestep trained, LoRA rank 4 on the UNet attention projections,
-lr 3e-4, brightness reward, fp32, ``--threads`` torch threads.
+lr 3e-4, brightness reward, fp32 (``--mixed-precision bf16``: both trainers autocast to bf16),
+``--threads`` torch threads.
 
 Each run is a fresh subprocess; runs alternate (ours, peer, ours, peer, ...)
 so that a change in machine load hits both sides alike. The first epoch of
@@ -83,7 +84,8 @@ def ensure_peer_venv(venv: Path) -> Path:
     return python
 
 
-def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_batch: int | None = None) -> int:
+def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_batch: int | None = None,
+             mixed_precision: str = "no") -> int:
     """Worker: our DDPOTrainer for ``epochs`` epochs, timed around each epoch (sample + reward + train)."""
     import torch
 
@@ -96,7 +98,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     memory = {} if timestep_batch is None else {"train_timestep_batch": timestep_batch}
     config = DDPOConfig(pretrained_model=pipeline, prompts=[PROMPT], eval_prompts=[], eval_every=0,
                         output_dir=out_dir, seed=0, num_epochs=epochs, checkpoint_every=0, log_with=None,
-                        resolution=64, **memory, **OUR_SETTINGS)
+                        resolution=64, **memory, **{**OUR_SETTINGS, "mixed_precision": mixed_precision})
     t0 = time.perf_counter()
     trainer = DDPOTrainer(config)
     setup_s = time.perf_counter() - t0
@@ -119,7 +121,7 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,
-        "train_timestep_batch": config.train_timestep_batch,
+        "train_timestep_batch": config.train_timestep_batch, "mixed_precision": config.mixed_precision,
         "train_call_latent_budget": config.train_call_latent_budget,
         "setup_rss_mib": setup_rss_mib,
         "epochs": epochs_out, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-timestep-batch", type=int, default=None,
                         help="our train_timestep_batch (timesteps per UNet call in training; default: DDPOConfig's; "
                              "0: all in one call)")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                        help="both trainers: 'bf16' autocasts the UNet and VAE (trl through its mixed_precision); "
+                             "log-probabilities and rewards stay float32")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--out", default=None, help="write the summary JSON here")
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.worker == "ours":
-        return run_ours(args.pipeline, args.epochs, args.threads, args.result, args.ours_timestep_batch)
+        return run_ours(args.pipeline, args.epochs, args.threads, args.result, args.ours_timestep_batch,
+                        args.mixed_precision)
 
     sizes = [int(v) for v in str(args.latent_size).split(",")]
     bad = [v for v in sizes if v not in LATENT_VAE_CHANNELS]
@@ -219,7 +225,8 @@ def bench_one(args, pipeline: str, peer, latent_size: int | None) -> dict:
     """Alternating rounds of both trainers on one pipeline folder; prints and returns the summary."""
     load = os.getloadavg()
     runs: dict[str, list[dict]] = {"ours": [], "peer": []}
-    common = ["--pipeline", pipeline, "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    common = ["--pipeline", pipeline, "--epochs", str(args.epochs), "--threads", str(args.threads),
+              "--mixed-precision", args.mixed_precision]
     for round_ in range(args.rounds):
         if not args.skip_ours:
             print(f"round {round_ + 1}/{args.rounds}: ours", flush=True)
@@ -233,7 +240,8 @@ def bench_one(args, pipeline: str, peer, latent_size: int | None) -> dict:
 
     summary = {side: summarize(r) for side, r in runs.items() if r}
     ours_tb = runs["ours"][0].get("train_timestep_batch") if runs["ours"] else None
-    summary["settings"] = {**OUR_SETTINGS, "resolution": 64, "latent_size": latent_size,
+    summary["settings"] = {**OUR_SETTINGS, "mixed_precision": args.mixed_precision, "resolution": 64,
+                           "latent_size": latent_size,
                            "ours_train_timestep_batch": ours_tb,
                            "epochs_per_run": args.epochs, "rounds": args.rounds,
                            "threads": args.threads, "prompt": PROMPT}
@@ -242,7 +250,7 @@ def bench_one(args, pipeline: str, peer, latent_size: int | None) -> dict:
     if "ours" in summary and "peer" in summary:
         summary["speedup"] = summary["ours"]["samples_per_s"] / summary["peer"]["samples_per_s"]
         summary["memory_ratio"] = summary["ours"]["peak_rss_mib"] / summary["peer"]["peak_rss_mib"]
-    print(f"\nlatent size {latent_size or 'of ' + pipeline}")
+    print(f"\nlatent size {latent_size or 'of ' + pipeline}, mixed precision {args.mixed_precision}")
     print(f"{'trainer':<28} {'samples/s':>10} {'epoch s':>8} {'sample s':>9} {'train s':>8} {'peak RSS MiB':>13} "
           f"{'after setup':>12}")
     for side in ("ours", "peer"):

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", default="a painting of a cat")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                        help="trl's mixed_precision (accelerate autocast; on CPU too)")
     args = parser.parse_args(argv)
 
     import torch
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logdir = tempfile.mkdtemp(prefix="peer-ddpo-")
     config = DDPOConfig(
         exp_name="peer_bench", seed=args.seed, log_with=None, logdir=logdir, num_epochs=args.epochs,
-        save_freq=10**9, mixed_precision="no", allow_tf32=False,
+        save_freq=10**9, mixed_precision=args.mixed_precision, allow_tf32=False,
         project_kwargs={"project_dir": logdir, "automatic_checkpoint_naming": True, "total_limit": 1},
         sample_num_steps=10, sample_eta=1.0, sample_guidance_scale=5.0,
         sample_batch_size=4, sample_num_batches_per_epoch=2,
