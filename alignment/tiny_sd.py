@@ -120,6 +120,9 @@ class TinySDArchitecture:
     text_heads: int = 4
     max_tokens: int = 77
     extra_words: tuple[str, ...] = ()
+    unet_layers_per_block: int = 1
+    vae_layers_per_block: int = 1
+    text_intermediate: int | None = None  # None: 2 x text_hidden
 
     @property
     def latent_size(self) -> int:
@@ -136,6 +139,17 @@ def painter_architecture() -> TinySDArchitecture:
         text_hidden=64, text_layers=2, text_heads=4, max_tokens=32, extra_words=tuple(caption_vocabulary()))
 
 
+def sd15_architecture() -> TinySDArchitecture:
+    """Stable Diffusion 1.5's sizes (860 M-parameter UNet on 64x64 latents at 512 px, the 84 M VAE, a
+    12-layer 768-wide CLIP text encoder) with random weights and the toolkit's small local tokenizer:
+    real-size compute and memory for benchmarks on a GPU, nothing downloaded (``scripts/gpu_figures.py``)."""
+    return TinySDArchitecture(
+        resolution=512, unet_channels=(320, 640, 1280, 1280), unet_cross_attention=(True, True, True, False),
+        unet_heads=8, unet_norm_groups=32, vae_channels=(128, 256, 512, 512), vae_norm_groups=32,
+        vae_mid_attention=True, text_hidden=768, text_layers=12, text_heads=12, text_intermediate=3072,
+        unet_layers_per_block=2, vae_layers_per_block=2)
+
+
 def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionPipeline`` of the given sizes (in memory)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -149,7 +163,7 @@ def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
     down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in arch.unet_cross_attention)
     up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(arch.unet_cross_attention))
     unet = UNet2DConditionModel(
-        sample_size=arch.latent_size, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=arch.latent_size, in_channels=4, out_channels=4, layers_per_block=arch.unet_layers_per_block,
         block_out_channels=arch.unet_channels, down_block_types=down, up_block_types=up,
         cross_attention_dim=arch.text_hidden, attention_head_dim=arch.unet_heads,
         norm_num_groups=arch.unet_norm_groups,
@@ -157,7 +171,8 @@ def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
     torch.manual_seed(seed + 1)
     levels = len(arch.vae_channels)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=arch.resolution, layers_per_block=1,
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=arch.resolution,
+        layers_per_block=arch.vae_layers_per_block,
         block_out_channels=arch.vae_channels, norm_num_groups=arch.vae_norm_groups,
         down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
         mid_block_add_attention=arch.vae_mid_attention,
@@ -171,7 +186,8 @@ def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
             vae.decoder.conv_out.weight.mul_(3.0)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=arch.text_hidden, intermediate_size=2 * arch.text_hidden,
+        vocab_size=len(vocab), hidden_size=arch.text_hidden,
+        intermediate_size=arch.text_intermediate or 2 * arch.text_hidden,
         num_hidden_layers=arch.text_layers, num_attention_heads=arch.text_heads,
         max_position_embeddings=arch.max_tokens, projection_dim=arch.text_hidden,
         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],

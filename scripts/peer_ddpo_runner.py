@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default="a painting of a cat")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                         help="trl's mixed_precision (accelerate autocast; on CPU too)")
+    # the bench's settings by default; scripts/gpu_figures.py sets SD 1.5-paper sizes
+    parser.add_argument("--sample-steps", type=int, default=10)
+    parser.add_argument("--sample-batch", type=int, default=4)
+    parser.add_argument("--sample-batches", type=int, default=2)
+    parser.add_argument("--train-batch", type=int, default=2)
     args = parser.parse_args(argv)
 
     import torch
@@ -58,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         exp_name="peer_bench", seed=args.seed, log_with=None, logdir=logdir, num_epochs=args.epochs,
         save_freq=10**9, mixed_precision=args.mixed_precision, allow_tf32=False,
         project_kwargs={"project_dir": logdir, "automatic_checkpoint_naming": True, "total_limit": 1},
-        sample_num_steps=10, sample_eta=1.0, sample_guidance_scale=5.0,
-        sample_batch_size=4, sample_num_batches_per_epoch=2,
-        train_batch_size=2, train_gradient_accumulation_steps=1, train_num_inner_epochs=1,
+        sample_num_steps=args.sample_steps, sample_eta=1.0, sample_guidance_scale=5.0,
+        sample_batch_size=args.sample_batch, sample_num_batches_per_epoch=args.sample_batches,
+        train_batch_size=args.train_batch, train_gradient_accumulation_steps=1, train_num_inner_epochs=1,
         train_timestep_fraction=1.0, train_cfg=True, train_learning_rate=3e-4,
         train_max_grad_norm=1.0, train_clip_range=1e-4, train_adv_clip_max=5.0,
         per_prompt_stat_tracking=False, async_reward_computation=False,
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                      "transformers": transformers.__version__, "peft": peft.__version__},
         "threads": torch.get_num_threads(), "setup_s": setup_s, "setup_rss_mib": setup_rss_mib, "epochs": epochs,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "cuda_max_allocated_mib": (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None),
         "trainable_params": sum(p.numel() for p in pipeline.unet.parameters() if p.requires_grad),
     }
     with open(args.result, "w") as fh:
