@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preview", action="store_true",
                         help="write OUT/painter_preview from the latest UNet checkpoint (EMA) and exit; safe beside "
                              "a running training")
+    parser.add_argument("--unet-cross-attention", default=None,
+                        help="comma list of 0/1 per UNet level from the top: cross-attention there (default: the "
+                             "shipped painter's 0,1,1); kept in OUT/architecture.json, fixed for a run folder")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--ship", action="store_true", help="copy the painter into the package")
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(out)
-    arch = painter_architecture()
+    arch = run_architecture(out, painter_architecture(), args.unet_cross_attention, parser)
     bf16 = not args.vae_fp32
     start = time.time()
 
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "unet": {**asdict(unet_cfg), **unet_result, "stored_dtype": "float16 (EMA weights)"},
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,
                          "latent_size": arch.latent_size, "text_hidden": arch.text_hidden,
+                         "unet_cross_attention": list(arch.unet_cross_attention),
                          "max_tokens": arch.max_tokens,
                          "parameters_m": {n: round(sum(p.numel() for p in getattr(pipe, n).parameters()) / 1e6, 3)
                                           for n in ("unet", "vae", "text_encoder")}},
@@ -188,6 +192,32 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(painter_dir, PAINTER_DIR)
         print(f"shipped to {PAINTER_DIR}")
     return 0
+
+
+def run_architecture(out: Path, arch, cross_attention: str | None, parser: argparse.ArgumentParser):
+    """The painter's sizes for this run folder: ``arch`` with ``--unet-cross-attention`` applied, written to
+    ``OUT/architecture.json`` on the first invocation and read back by later ones (the checkpoints fit it)."""
+    import dataclasses
+
+    if cross_attention is not None:
+        try:
+            levels = tuple(bool(int(v)) for v in cross_attention.split(","))
+        except ValueError:
+            parser.error(f"--unet-cross-attention: expected a comma list of 0/1, got {cross_attention!r}")
+        if len(levels) != len(arch.unet_channels):
+            parser.error(f"--unet-cross-attention: {len(levels)} values for a UNet of {len(arch.unet_channels)} levels")
+        if not any(levels):
+            parser.error("--unet-cross-attention: at least one level needs cross-attention (the captions' way in)")
+        arch = dataclasses.replace(arch, unet_cross_attention=levels)
+    saved_file = out / "architecture.json"
+    if saved_file.is_file():
+        saved = tuple(json.loads(saved_file.read_text())["unet_cross_attention"])
+        if cross_attention is not None and saved != arch.unet_cross_attention:
+            parser.error(f"--unet-cross-attention {cross_attention} differs from this run folder's "
+                         f"{','.join(str(int(v)) for v in saved)} ({saved_file}); use a new --out")
+        return dataclasses.replace(arch, unet_cross_attention=saved)
+    saved_file.write_text(json.dumps({"unet_cross_attention": list(arch.unet_cross_attention)}) + "\n")
+    return arch
 
 
 def write_preview(out: Path, arch) -> int:

@@ -148,6 +148,28 @@ def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
     assert {"command", "machine", "wall_minutes_this_invocation"} <= summary.keys()
 
 
+def test_painter_script_takes_cross_attention_levels_and_keeps_them_for_its_folder(tmp_path, capsys):
+    from scripts.pretrain_tiny_sd import main
+
+    threads = torch.get_num_threads()
+    common = ["--out", str(tmp_path / "run"), "--n-images", "16", "--vae-steps", "1", "--vae-batch", "2",
+              "--unet-steps", "1", "--unet-batch", "2", "--threads", "1"]
+    try:
+        assert main([*common, "--unet-cross-attention", "1,1,1"]) == 0
+        config = json.loads((tmp_path / "run" / "painter" / "unet" / "config.json").read_text())
+        assert config["down_block_types"] == ["CrossAttnDownBlock2D"] * 3
+        summary = json.loads((tmp_path / "run" / "painter" / "training_summary.json").read_text())
+        assert summary["architecture"]["unet_cross_attention"] == [True, True, True]
+        with pytest.raises(SystemExit):  # the folder's checkpoints were trained with 1,1,1
+            main([*common, "--unet-cross-attention", "0,1,1"])
+        assert "architecture.json" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "other"), "--unet-cross-attention", "1,1"])
+        assert "2 values for a UNet of 3 levels" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- shipped painter, API, CLI
 
 def test_missing_painter_weights_are_named(tmp_path, monkeypatch):
