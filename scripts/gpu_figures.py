@@ -161,10 +161,7 @@ def reward_figure(small: bool, attn: str, batch: int, repeats: int, device: str)
             scorer = build_tiny_scorer(seed=0, pretrained=False, config=sizes)
     finally:
         torch.set_default_dtype(default_dtype)
-    scorer.model.config._attn_implementation = attn
-    for sub in ("vision_config", "text_config"):
-        if hasattr(scorer.model.config, sub):
-            getattr(scorer.model.config, sub)._attn_implementation = attn
+    scorer.model.set_attn_implementation(attn)  # vision tower and language model alike; checks flash_attn
     scorer.model.gradient_checkpointing_enable()
     scorer.model.train()  # checkpointing is active in training mode only (no dropout in Qwen2.5-VL)
     reward = ArtQuantReward(scorer, normalize=False, max_batch=batch)
