@@ -70,10 +70,10 @@ def run_one(method: Method, seed: int, control: bool, out: Path, overrides: dict
     Args:
         resume: continue from the newest checkpoint in ``out`` (``resume_from: latest``).
     """
-    from alignment.run_state import resolve_resume
     import importlib
 
     from alignment.eval_scores import compare_evaluations
+    from alignment.run_state import resolve_resume
     from alignment.reward_worker import metric_name
     from artquant_core.config import parse_config
 

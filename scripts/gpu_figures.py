@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: the DDPO paper's SD 1.5 sampling settings; batches sized for one GPU
-DDPO_SETTINGS = dict(sample_num_steps=50, sample_eta=1.0, guidance_scale=5.0, sample_batch_size=8,
-                     sample_num_batches_per_epoch=2, train_batch_size=4, train_gradient_accumulation_steps=1,
-                     train_num_inner_epochs=1, train_timestep_fraction=1.0, learning_rate=3e-4, clip_range=1e-4,
-                     adv_clip_max=5.0, per_prompt_stat_tracking=False, use_lora=True, lora_rank=4, kl_coef=0.0,
-                     reward="brightness")
+from scripts.bench_ddpo import OUR_SETTINGS  # noqa: E402 - after the path set-up above
+
+#: the trl comparison's settings (scripts/bench_ddpo.py) at the DDPO paper's SD 1.5 sampling length, batches
+#: sized for one GPU; the precision is set per device below
+DDPO_SETTINGS = {k: v for k, v in OUR_SETTINGS.items() if k != "mixed_precision"} | dict(
+    sample_num_steps=50, sample_batch_size=8, train_batch_size=4)
 SMALL_DDPO = dict(sample_num_steps=3, sample_batch_size=2, sample_num_batches_per_epoch=1, train_batch_size=2)
 PROMPT = "a painting of a cat"
 

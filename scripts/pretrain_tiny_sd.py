@@ -200,10 +200,10 @@ def run_architecture(out: Path, arch, cross_attention: str | None, parser: argpa
     import dataclasses
 
     if cross_attention is not None:
-        try:
-            levels = tuple(bool(int(v)) for v in cross_attention.split(","))
-        except ValueError:
+        values = [v.strip() for v in cross_attention.split(",")]
+        if any(v not in ("0", "1") for v in values):
             parser.error(f"--unet-cross-attention: expected a comma list of 0/1, got {cross_attention!r}")
+        levels = tuple(v == "1" for v in values)
         if len(levels) != len(arch.unet_channels):
             parser.error(f"--unet-cross-attention: {len(levels)} values for a UNet of {len(arch.unet_channels)} levels")
         if not any(levels):
@@ -216,7 +216,9 @@ def run_architecture(out: Path, arch, cross_attention: str | None, parser: argpa
             parser.error(f"--unet-cross-attention {cross_attention} differs from this run folder's "
                          f"{','.join(str(int(v)) for v in saved)} ({saved_file}); use a new --out")
         return dataclasses.replace(arch, unet_cross_attention=saved)
-    saved_file.write_text(json.dumps({"unet_cross_attention": list(arch.unet_cross_attention)}) + "\n")
+    from artquant_core.records import write_json_atomic
+
+    write_json_atomic(saved_file, {"unet_cross_attention": list(arch.unet_cross_attention)})
     return arch
 
 

@@ -166,6 +166,9 @@ def test_painter_script_takes_cross_attention_levels_and_keeps_them_for_its_fold
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "other"), "--unet-cross-attention", "1,1"])
         assert "2 values for a UNet of 3 levels" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "other"), "--unet-cross-attention", "1,2,1"])
+        assert "expected a comma list of 0/1" in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)
 
