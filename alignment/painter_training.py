@@ -8,8 +8,9 @@ Two stages, each resumable from its latest atomic checkpoint:
    latents' per-channel mean and spread into the VAE's 1x1 ``quant_conv`` /
    ``post_quant_conv``, so the latents the UNet sees have zero mean and unit
    spread and ``scaling_factor`` stays 1 (the pipeline's arithmetic unchanged).
-2. **UNet + text encoder** (:func:`train_unet`): epsilon prediction on the
-   frozen VAE's latents, min-SNR-gamma loss weighting, a share of empty captions
+2. **UNet + text encoder** (:func:`train_unet`): the scheduler's prediction target
+   (epsilon, or v with a zero-terminal-SNR schedule) on the frozen VAE's latents,
+   min-SNR-gamma loss weighting, a share of empty captions
    for classifier-free guidance, an EMA of the UNet that is what gets shipped.
 
 Batches and noise come from generators seeded by ``(seed, step)``: a resumed run
@@ -183,6 +184,19 @@ def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
             "latent_channel_std": [round(float(v), 4) for v in s]}
 
 
+def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Per-sample loss weights of min-SNR-gamma (Hang et al. 2023): low-noise timesteps (SNR > gamma),
+    easy to denoise, are down-weighted so they do not dominate.
+
+    Epsilon prediction: ``min(SNR, gamma) / SNR``. V prediction: ``min(1, gamma / SNR)``, i.e. the plain
+    v-loss below SNR gamma. (The paper's ``min(SNR, gamma) / (SNR + 1)`` for v would also silence the
+    high-noise end, weight 0 at zero terminal SNR, where the caption alone must set the picture's colours.)
+    """
+    if prediction_type == "epsilon":
+        return snr.clamp(max=gamma) / snr
+    return (gamma / snr.clamp_min(1e-12)).clamp(max=1.0)
+
+
 def _encode_prompts(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
@@ -205,6 +219,11 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
     device = _device_of(unet)
     alphas_cumprod = scheduler.alphas_cumprod.float()
     snr = (alphas_cumprod / (1 - alphas_cumprod)).to(device)
+    prediction = scheduler.config.prediction_type
+    if prediction not in ("epsilon", "v_prediction"):
+        raise ValueError(f"train_unet: prediction_type {prediction!r} is not supported (epsilon, v_prediction)")
+    v_target = scheduler.get_velocity if prediction == "v_prediction" else None
+    loss_name = "noise_mse" if v_target is None else "v_mse"  # the unweighted MSE of the prediction target
     unet.train()
     text_encoder.train()
     start, window = time.time(), list(state.get("recent_losses", []))
@@ -220,12 +239,12 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
         noise, t = noise.to(device), t.to(device)
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, cfg)
+        target = noise if v_target is None else v_target(latents, noise, t.cpu()).to(device)
         with _autocast(cfg.bf16):
             context = _encode_prompts(tokenizer, text_encoder, batch_captions)
             pred = unet(noisy, t, encoder_hidden_states=context).sample.float()
-        # min-SNR-gamma weighting for epsilon prediction: min(SNR, gamma) / SNR
-        weight = snr[t].clamp(max=min_snr_gamma) / snr[t]
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        weight = min_snr_weight(snr[t], min_snr_gamma, scheduler.config.prediction_type)
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (weight * per_sample).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -235,9 +254,9 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
             decay = min(ema_decay, (1 + step) / (10 + step))
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
         step += 1
-        window = (window + [float(per_sample.mean())])[-50:]
+        window = (window + [float(per_sample.detach().mean())])[-50:]
         if step % 50 == 0 or step == cfg.steps:
-            log({"stage": "unet", "step": step, "noise_mse": round(sum(window) / len(window), 5),
+            log({"stage": "unet", "step": step, loss_name: round(sum(window) / len(window), 5),
                  "lr": round(_cosine_lr(step - 1, cfg), 6), "s": round(time.time() - start, 1)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == cfg.stop_at_step:
             _save_stage(stage_dir, step, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema}, optimizer,
@@ -247,4 +266,4 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
     unet.eval()
     text_encoder.eval()
     return {"steps": step, "complete": step >= cfg.steps,
-            "final_noise_mse": round(sum(window) / max(1, len(window)), 5)}, ema
+            f"final_{loss_name}": round(sum(window) / max(1, len(window)), 5)}, ema

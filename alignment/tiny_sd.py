@@ -105,6 +105,12 @@ class TinySDArchitecture:
     ``vae_channels`` has one entry per VAE level: ``len - 1`` down-samplings, so (16, 32, 32, 32) turns
     64 px into 8x8 latents and (32, 64, 64) into 16x16. ``unet_cross_attention`` says, per UNet level
     from the top, whether it has cross-attention.
+
+    ``noise_schedule``: ``"sd"`` is SD 1.x's (scaled-linear betas, epsilon prediction, "leading" timesteps);
+    ``"zero-snr-v"`` rescales the betas to zero terminal SNR, predicts v and samples from the last timestep
+    ("trailing"), as Lin et al. 2024 ("Common Diffusion Noise Schedules and Sample Steps are Flawed")
+    recommend. SD's schedule leaves ~7 % of the image in its last noisy latent, and a model trained on it
+    reads the global colours from that residue -- at inference, pure noise, so colours come out random.
     """
 
     resolution: int = 64
@@ -123,6 +129,7 @@ class TinySDArchitecture:
     unet_layers_per_block: int = 1
     vae_layers_per_block: int = 1
     text_intermediate: int | None = None  # None: 2 x text_hidden
+    noise_schedule: str = "sd"
 
     @property
     def latent_size(self) -> int:
@@ -150,9 +157,39 @@ def sd15_architecture() -> TinySDArchitecture:
         unet_layers_per_block=2, vae_layers_per_block=2)
 
 
+NOISE_SCHEDULES = ("sd", "zero-snr-v")
+
+
+def scheduler_settings(noise_schedule: str) -> dict:
+    """``DDIMScheduler`` keyword arguments of a :class:`TinySDArchitecture` ``noise_schedule``."""
+    common = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # the offset: "leading" only
+    if noise_schedule == "sd":
+        return {**common, "prediction_type": "epsilon"}
+    if noise_schedule == "zero-snr-v":
+        return {**common, "prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
+                "timestep_spacing": "trailing"}
+    raise ValueError(f"noise_schedule {noise_schedule!r}: expected one of {', '.join(NOISE_SCHEDULES)}")
+
+
+def unet_from_architecture(arch: TinySDArchitecture):
+    """A randomly initialised ``UNet2DConditionModel`` of ``arch``'s sizes (on the current default device,
+    so ``with torch.device("meta"):`` counts parameters without allocating them)."""
+    from diffusers import UNet2DConditionModel
+
+    down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in arch.unet_cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(arch.unet_cross_attention))
+    return UNet2DConditionModel(
+        sample_size=arch.latent_size, in_channels=4, out_channels=4, layers_per_block=arch.unet_layers_per_block,
+        block_out_channels=arch.unet_channels, down_block_types=down, up_block_types=up,
+        cross_attention_dim=arch.text_hidden, attention_head_dim=arch.unet_heads,
+        norm_num_groups=arch.unet_norm_groups,
+    )
+
+
 def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
     """A randomly initialised ``StableDiffusionPipeline`` of the given sizes (in memory)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     arch = arch or TinySDArchitecture()
@@ -160,14 +197,7 @@ def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=arch.max_tokens)
 
     torch.manual_seed(seed)
-    down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in arch.unet_cross_attention)
-    up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(arch.unet_cross_attention))
-    unet = UNet2DConditionModel(
-        sample_size=arch.latent_size, in_channels=4, out_channels=4, layers_per_block=arch.unet_layers_per_block,
-        block_out_channels=arch.unet_channels, down_block_types=down, up_block_types=up,
-        cross_attention_dim=arch.text_hidden, attention_head_dim=arch.unet_heads,
-        norm_num_groups=arch.unet_norm_groups,
-    )
+    unet = unet_from_architecture(arch)
     torch.manual_seed(seed + 1)
     levels = len(arch.vae_channels)
     vae = AutoencoderKL(
@@ -193,10 +223,7 @@ def tiny_sd_pipeline(arch: TinySDArchitecture | None = None, seed: int = 0):
         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
     ))
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
-    )
+    scheduler = DDIMScheduler(**scheduler_settings(arch.noise_schedule))
     return StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python scripts/bench_ddpo.py` from anywhere imports the toolkit
@@ -84,6 +85,24 @@ def ensure_peer_venv(venv: Path) -> Path:
     return python
 
 
+def time_each_epoch(trainer, record: Callable[[int, float, dict], None],
+                    sync: Callable[[], None] = lambda: None) -> None:
+    """Wrap ``trainer.train_epoch`` so that each whole epoch (sampling, rewards, advantages, training) is
+    timed and passed on as ``record(epoch, seconds, metrics)``. ``sync``: waits for the device (CUDA runs
+    asynchronously), called before and after each epoch."""
+    run_epoch = trainer.train_epoch
+
+    def timed_epoch(epoch: int) -> dict:
+        sync()
+        start = time.perf_counter()
+        metrics = run_epoch(epoch)
+        sync()
+        record(epoch, time.perf_counter() - start, metrics)
+        return metrics
+
+    trainer.train_epoch = timed_epoch
+
+
 def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_batch: int | None = None,
              mixed_precision: str = "no") -> int:
     """Worker: our DDPOTrainer for ``epochs`` epochs, timed around each epoch (sample + reward + train)."""
@@ -105,19 +124,14 @@ def run_ours(pipeline: str, epochs: int, threads: int, result: str, timestep_bat
     setup_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # libraries + models + LoRA
     per_epoch = int(config.sample_batch_size * config.sample_num_batches_per_epoch)
     epochs_out: list[dict] = []
-    run_epoch = trainer.train_epoch  # the whole epoch: sampling, (async) rewards, advantages, training
 
-    def timed_epoch(epoch: int) -> dict:
-        start = time.perf_counter()
-        metrics = run_epoch(epoch)
-        epoch_s = time.perf_counter() - start
+    def record(epoch: int, epoch_s: float, metrics: dict) -> None:
         epochs_out.append({"epoch": epoch, "epoch_s": epoch_s, "samples": per_epoch,
                            "samples_per_s": per_epoch / epoch_s, "sample_s": metrics.get("sample_s"),
                            "train_s": metrics.get("train_s"), "reward_s": metrics.get("reward_s")})
         print(f"ours epoch {epoch}: {epoch_s:.2f} s ({per_epoch / epoch_s:.3f} samples/s)", flush=True)
-        return metrics
 
-    trainer.train_epoch = timed_epoch
+    time_each_epoch(trainer, record)
     trainer.train()
     Path(result).write_text(json.dumps({
         "name": "artquant DDPOTrainer", "threads": torch.get_num_threads(), "setup_s": setup_s,

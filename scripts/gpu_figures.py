@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.bench_ddpo import OUR_SETTINGS  # noqa: E402 - after the path set-up above
+from scripts.bench_ddpo import OUR_SETTINGS, time_each_epoch  # noqa: E402 - after the path set-up above
 
 #: the trl comparison's settings (scripts/bench_ddpo.py) at the DDPO paper's SD 1.5 sampling length, batches
 #: sized for one GPU; the precision is set per device below
@@ -99,18 +99,12 @@ def ddpo_ours(pipeline: str, small: bool, epochs: int, device: str) -> dict:
     reset_peak(device)
     per_epoch = config.sample_batch_size * config.sample_num_batches_per_epoch
     seconds = []
-    run_epoch = trainer.train_epoch
 
-    def timed_epoch(epoch: int) -> dict:
-        sync(device)
-        start = time.perf_counter()
-        metrics = run_epoch(epoch)
-        sync(device)
-        seconds.append(time.perf_counter() - start)
-        print(f"ddpo ours epoch {epoch}: {seconds[-1]:.1f} s", flush=True)
-        return metrics
+    def record(epoch: int, epoch_s: float, metrics: dict) -> None:
+        seconds.append(epoch_s)
+        print(f"ddpo ours epoch {epoch}: {epoch_s:.1f} s", flush=True)
 
-    trainer.train_epoch = timed_epoch
+    time_each_epoch(trainer, record, sync=lambda: sync(device))
     trainer.train()
     steady = seconds[1:] or seconds
     return {"trajectories_per_s": per_epoch * len(steady) / sum(steady), "epoch_s": seconds,

@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NOISE_SCHEDULES = ("sd", "zero-snr-v")  # alignment.tiny_sd.NOISE_SCHEDULES (not imported here: --help stays fast)
 DATA_SEED = 2000  # disjoint from the scorer's pre-training (1000) and fresh-check (777) draws
 
 
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unet-cross-attention", default=None,
                         help="comma list of 0/1 per UNet level from the top: cross-attention there (default: the "
                              "shipped painter's 0,1,1); kept in OUT/architecture.json, fixed for a run folder")
+    parser.add_argument("--noise-schedule", default=None, choices=NOISE_SCHEDULES,
+                        help="sd: SD 1.x's (epsilon, scaled-linear); zero-snr-v: zero terminal SNR, v prediction, "
+                             "trailing timesteps (default: the shipped painter's); kept in OUT/architecture.json")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--ship", action="store_true", help="copy the painter into the package")
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(out)
-    arch = run_architecture(out, painter_architecture(), args.unet_cross_attention, parser)
+    arch = run_architecture(out, painter_architecture(), args.unet_cross_attention, args.noise_schedule, parser)
     bf16 = not args.vae_fp32
     start = time.time()
 
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,
                          "latent_size": arch.latent_size, "text_hidden": arch.text_hidden,
                          "unet_cross_attention": list(arch.unet_cross_attention),
+                         "noise_schedule": arch.noise_schedule,
                          "max_tokens": arch.max_tokens,
                          "parameters_m": {n: round(sum(p.numel() for p in getattr(pipe, n).parameters()) / 1e6, 3)
                                           for n in ("unet", "vae", "text_encoder")}},
@@ -194,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_architecture(out: Path, arch, cross_attention: str | None, parser: argparse.ArgumentParser):
-    """The painter's sizes for this run folder: ``arch`` with ``--unet-cross-attention`` applied, written to
-    ``OUT/architecture.json`` on the first invocation and read back by later ones (the checkpoints fit it)."""
+def run_architecture(out: Path, arch, cross_attention: str | None, noise_schedule: str | None,
+                     parser: argparse.ArgumentParser):
+    """The painter's sizes for this run folder: ``arch`` with ``--unet-cross-attention`` and
+    ``--noise-schedule`` applied, written to ``OUT/architecture.json`` on the first invocation and read back
+    by later ones (the checkpoints fit it; a folder from before a setting existed has that setting's
+    default)."""
     import dataclasses
 
+    changes: dict = {}
     if cross_attention is not None:
         values = [v.strip() for v in cross_attention.split(",")]
         if any(v not in ("0", "1") for v in values):
@@ -208,17 +217,25 @@ def run_architecture(out: Path, arch, cross_attention: str | None, parser: argpa
             parser.error(f"--unet-cross-attention: {len(levels)} values for a UNet of {len(arch.unet_channels)} levels")
         if not any(levels):
             parser.error("--unet-cross-attention: at least one level needs cross-attention (the captions' way in)")
-        arch = dataclasses.replace(arch, unet_cross_attention=levels)
+        changes["unet_cross_attention"] = levels
+    if noise_schedule is not None:
+        changes["noise_schedule"] = noise_schedule
     saved_file = out / "architecture.json"
     if saved_file.is_file():
-        saved = tuple(json.loads(saved_file.read_text())["unet_cross_attention"])
-        if cross_attention is not None and saved != arch.unet_cross_attention:
-            parser.error(f"--unet-cross-attention {cross_attention} differs from this run folder's "
-                         f"{','.join(str(int(v)) for v in saved)} ({saved_file}); use a new --out")
-        return dataclasses.replace(arch, unet_cross_attention=saved)
+        raw = json.loads(saved_file.read_text())
+        saved = {"unet_cross_attention": tuple(raw["unet_cross_attention"]),
+                 "noise_schedule": raw.get("noise_schedule", "sd")}
+        for key, value in changes.items():
+            if saved[key] != value:
+                flag = "--" + key.replace("_", "-")
+                shown = ",".join(str(int(v)) for v in saved[key]) if key == "unet_cross_attention" else saved[key]
+                parser.error(f"{flag} differs from this run folder's {shown} ({saved_file}); use a new --out")
+        return dataclasses.replace(arch, **saved)
     from artquant_core.records import write_json_atomic
 
-    write_json_atomic(saved_file, {"unet_cross_attention": list(arch.unet_cross_attention)})
+    arch = dataclasses.replace(arch, **changes)
+    write_json_atomic(saved_file, {"unet_cross_attention": list(arch.unet_cross_attention),
+                                   "noise_schedule": arch.noise_schedule})
     return arch
 
 

@@ -122,3 +122,26 @@ def test_a_schedule_ending_at_alpha_one_is_refused_by_name():
     with pytest.raises(ValueError, match="set_alpha_to_one"):
         check_log_prob_schedule(ending_at_one)
     check_log_prob_schedule(DDIMScheduler(set_alpha_to_one=False))  # SD 1.x / 2.x: accepted
+
+
+def test_zero_terminal_snr_trailing_schedule_matches_diffusers_at_every_step():
+    """The painter's "zero-snr-v" schedule: sampling starts at alpha_bar = 0 (pure noise), where an epsilon
+    model's x0 would divide by zero; v prediction is finite there, and every step equals diffusers' own."""
+    from alignment.tiny_sd import scheduler_settings
+
+    s = DDIMScheduler(**scheduler_settings("zero-snr-v"))
+    s.set_timesteps(10)
+    assert int(s.timesteps[0]) == 999 and float(s.alphas_cumprod[999]) < 1e-6
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    # eta 1 at alpha_bar = 0: diffusers' sqrt(1 - alpha_prev - std^2) is sqrt of a round-off negative (NaN);
+    # ours clamps it at 0, so DDPO's eta-1 sampling stays finite on this schedule
+    first, logp = ddim_step_with_logprob(s, torch.randn(2, 4, 8, 8, generator=g), s.timesteps[0], x, eta=1.0)
+    assert torch.isfinite(first).all() and torch.isfinite(logp).all()
+    for t in s.timesteps:
+        out = torch.randn(2, 4, 8, 8, generator=g)
+        ours, logp = ddim_step_with_logprob(s, out, t, x, eta=0.7, generator=torch.Generator().manual_seed(int(t)))
+        theirs = s.step(out, t, x, eta=0.7, generator=torch.Generator().manual_seed(int(t))).prev_sample
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        assert torch.isfinite(logp).all()
+        x = ours

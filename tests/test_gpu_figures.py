@@ -44,21 +44,14 @@ def test_real_sizes_need_a_gpu_and_usage_is_named(tmp_path):
 
 def test_the_architectures_have_the_real_models_sizes():
     """Built on the meta device: parameter counts without allocating them."""
-    from diffusers import UNet2DConditionModel
-
-    from alignment.tiny_sd import sd15_architecture
+    from alignment.tiny_sd import sd15_architecture, unet_from_architecture
     from artquant_core.tiny import build_tiny_scorer
     from scripts.gpu_figures import qwen2_5_vl_7b_sizes
 
     arch = sd15_architecture()
     assert arch.latent_size == 64 and arch.resolution == 512
     with torch.device("meta"):
-        down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in arch.unet_cross_attention)
-        up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(arch.unet_cross_attention))
-        unet = UNet2DConditionModel(sample_size=arch.latent_size, layers_per_block=arch.unet_layers_per_block,
-                                    block_out_channels=arch.unet_channels, down_block_types=down,
-                                    up_block_types=up, cross_attention_dim=arch.text_hidden,
-                                    attention_head_dim=arch.unet_heads)
+        unet = unet_from_architecture(arch)
         scorer = build_tiny_scorer(seed=0, pretrained=False, config=qwen2_5_vl_7b_sizes())
     assert sum(p.numel() for p in unet.parameters()) == 859_520_964  # SD 1.5's UNet
     # Qwen2.5-VL-7B is 8.29 B with its 152k-token vocabulary; the local tokenizer's embeddings are smaller

@@ -175,6 +175,46 @@ def test_painter_script_takes_cross_attention_levels_and_keeps_them_for_its_fold
 
 # ---------------------------------------------------------------- shipped painter, API, CLI
 
+def test_painter_script_takes_the_zero_snr_v_schedule_and_keeps_it_for_its_folder(tmp_path, capsys):
+    from diffusers import DDIMScheduler
+
+    from scripts.pretrain_tiny_sd import main
+
+    threads = torch.get_num_threads()
+    common = ["--out", str(tmp_path / "run"), "--n-images", "16", "--vae-steps", "1", "--vae-batch", "2",
+              "--unet-steps", "2", "--unet-batch", "2", "--threads", "1"]
+    try:
+        assert main([*common, "--noise-schedule", "zero-snr-v"]) == 0
+        scheduler = DDIMScheduler.from_pretrained(tmp_path / "run" / "painter", subfolder="scheduler")
+        assert scheduler.config.prediction_type == "v_prediction"
+        assert scheduler.alphas_cumprod[-1] < 1e-6  # zero terminal SNR: the last latent is pure noise
+        scheduler.set_timesteps(20)
+        assert int(scheduler.timesteps[0]) == 999  # "trailing": sampling starts at the last timestep
+        summary = json.loads((tmp_path / "run" / "painter" / "training_summary.json").read_text())
+        assert summary["architecture"]["noise_schedule"] == "zero-snr-v"
+        assert summary["unet"]["final_v_mse"] > 0
+        rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        assert any("v_mse" in r for r in rows) and not any("noise_mse" in r for r in rows)
+        with pytest.raises(SystemExit):  # the folder's checkpoints predict v
+            main([*common, "--noise-schedule", "sd"])
+        assert "--noise-schedule differs from this run folder's zero-snr-v" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_min_snr_weights_per_prediction_target():
+    from alignment.painter_training import min_snr_weight
+    from alignment.tiny_sd import scheduler_settings
+
+    snr = torch.tensor([0.0, 0.5, 5.0, 20.0])
+    eps = min_snr_weight(snr[1:], 5.0, "epsilon")
+    assert torch.allclose(eps, torch.tensor([1.0, 1.0, 0.25]))
+    # v: the plain v-loss up to SNR gamma, including the pure-noise end where the caption sets the colours
+    assert torch.allclose(min_snr_weight(snr, 5.0, "v_prediction"), torch.tensor([1.0, 1.0, 1.0, 0.25]))
+    with pytest.raises(ValueError, match="noise_schedule 'cosine'"):
+        scheduler_settings("cosine")
+
+
 def test_missing_painter_weights_are_named(tmp_path, monkeypatch):
     from alignment import build_tiny_sd, tiny_sd
 
