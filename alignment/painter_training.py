@@ -108,11 +108,23 @@ def image_gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_dir: Path,
-              log: Callable[[dict], None] = print, kl_weight: float = 1e-6, gradient_weight: float = 0.5) -> dict:
-    """Train ``vae`` on ``images_uint8`` (N, H, W, 3); resumes from ``stage_dir``; final losses."""
+              log: Callable[[dict], None] = print, kl_weight: float = 1e-6, gradient_weight: float = 0.5,
+              initial_posterior_std: float | None = None) -> dict:
+    """Train ``vae`` on ``images_uint8`` (N, H, W, 3); resumes from ``stage_dir``; final losses.
+
+    ``initial_posterior_std``: on a fresh start, set the encoder's posterior spread to this value (the
+    log-variance bias of ``quant_conv``). A random-init encoder starts at spread ~1, far above its small
+    initial means; with a tiny KL weight nothing then pushes the spread down in a channel the decoder
+    has learnt to ignore, and such channels stay noise (the shipped painter's VAE uses 2 of its 4).
+    """
     stage_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     step, _ = _resume_stage(stage_dir, {"vae": vae}, optimizer)
+    if step == 0 and initial_posterior_std is not None:
+        c = vae.quant_conv.out_channels // 2  # quant_conv gives [mean, log-variance]
+        with torch.no_grad():
+            vae.quant_conv.bias[c:] = 2.0 * math.log(initial_posterior_std)
+            vae.quant_conv.weight[c:] = 0.0
     device = _device_of(vae)
     vae.train()
     start, window = time.time(), []

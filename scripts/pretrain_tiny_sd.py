@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unet-lr", type=float, default=1e-3)
     parser.add_argument("--vae-fp32", action="store_true", help="train the VAE in float32 (default: bf16 autocast, "
                         "2x faster on CPUs with AMX)")
+    parser.add_argument("--vae-initial-std", type=float, default=None,
+                        help="start the VAE's posterior spread at this value (e.g. 0.02) instead of ~1, so no "
+                             "latent channel is given up as noise early on (default: off, as the shipped painter)")
     parser.add_argument("--unet-bf16", action="store_true", help="bf16 autocast for the UNet (on GPUs; on this "
                         "CPU float32 was faster: 0.65 vs 0.77 s a batch-64 step)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between stage checkpoints")
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                     stop_at_step=args.stop_at_step)
     latents_file = out / "latents.safetensors"
     if not (out / "vae" / "config.json").is_file():
-        if not pt.train_vae(pipe.vae, images, vae_cfg, out / "vae_stage", log=log)["complete"]:
+        if not pt.train_vae(pipe.vae, images, vae_cfg, out / "vae_stage", log=log,
+                            initial_posterior_std=args.vae_initial_std)["complete"]:
             print(f"stopped in the VAE stage; run the same command again to continue ({out})")
             return 0
         means, _ = pt.encode_images(pipe.vae, images[:2048], bf16=bf16)
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m scripts.pretrain_tiny_sd " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": {"generator": "SynthArt", "seed": args.data_seed, "n_images": args.n_images,
                  "size": arch.resolution},
-        "vae": {**asdict(vae_cfg), "final_mse": last_vae.get("mse"),
+        "vae": {**asdict(vae_cfg), "initial_posterior_std": args.vae_initial_std, "final_mse": last_vae.get("mse"),
                 "final_psnr_db": last_vae.get("psnr_db")},
         "unet": {**asdict(unet_cfg), **unet_result, "stored_dtype": "float16 (EMA weights)"},
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,

@@ -112,6 +112,29 @@ def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
     assert len(stats["latent_channel_std"]) == 4
 
 
+def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
+    from alignment import painter_training as pt
+    from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
+
+    images = torch.from_numpy(np.stack([synth_item(0, i, 64)["pixels"] for i in range(4)]))
+    cfg = pt.PainterStageConfig(steps=1, batch_size=2, learning_rate=1e-6, bf16=False)
+    vae = tiny_sd_pipeline(painter_architecture(), seed=0).vae
+    with torch.no_grad():
+        assert float(vae.encode(pt._to_unit(images)).latent_dist.std.mean()) > 0.5  # random init: ~1
+    pt.train_vae(vae, images, cfg, tmp_path / "stage", log=lambda row: None, initial_posterior_std=0.02)
+    with torch.no_grad():
+        std = vae.encode(pt._to_unit(images)).latent_dist.std
+    torch.testing.assert_close(std, torch.full_like(std, 0.02), rtol=0.05, atol=0)
+    # a resumed stage keeps its trained spread: the option only shapes the start
+    with torch.no_grad():
+        vae.quant_conv.bias[4:] = 0.0
+    pt.train_vae(vae, images, pt.PainterStageConfig(steps=1, batch_size=2, learning_rate=1e-6, bf16=False),
+                 tmp_path / "stage", log=lambda row: None, initial_posterior_std=0.5)
+    with torch.no_grad():
+        resumed = vae.encode(pt._to_unit(images)).latent_dist.std
+    torch.testing.assert_close(resumed, std, rtol=0.05, atol=0)
+
+
 def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
     """A run stopped mid-VAE (step 2 of 4), then mid-UNet (5 of 6), and continued ends with the same weights as one uninterrupted run."""
     from safetensors.torch import load_file
