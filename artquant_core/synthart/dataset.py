@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,10 +44,17 @@ def _image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def synth_item(seed: int, index: int, size: int | None) -> dict:
-    """Everything about one painting; draws its pixels when ``size`` is given."""
+def synth_item(seed: int, index: int, size: int | None, latent_overrides: dict | None = None) -> dict:
+    """Everything about one painting; draws its pixels when ``size`` is given.
+
+    ``latent_overrides``: latent fields set after drawing (e.g. ``{"sharpness": 1.0, "clean": 1.0}`` for
+    the same painting without blur and noise); scores, description and pixels follow the changed latent,
+    the rest of the painting (palette, clutter, layout) stays as drawn.
+    """
     rng = _image_rng(seed, index)
     lat = attrs.sample_latent(rng)
+    if latent_overrides:
+        lat = attrs.derive_qualities(dataclasses.replace(lat, **latent_overrides))
     clean = attrs.noiseless_scores(lat)
     noisy = attrs.noisy_scores(clean, rng)
     pixel_rng = np.random.default_rng([seed, index, 1])
