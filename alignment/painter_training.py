@@ -234,8 +234,7 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
     prediction = scheduler.config.prediction_type
     if prediction not in ("epsilon", "v_prediction"):
         raise ValueError(f"train_unet: prediction_type {prediction!r} is not supported (epsilon, v_prediction)")
-    v_target = scheduler.get_velocity if prediction == "v_prediction" else None
-    loss_name = "noise_mse" if v_target is None else "v_mse"  # the unweighted MSE of the prediction target
+    loss_name = "noise_mse" if prediction == "epsilon" else "v_mse"  # the unweighted MSE of the prediction target
     unet.train()
     text_encoder.train()
     start, window = time.time(), list(state.get("recent_losses", []))
@@ -251,11 +250,11 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
         noise, t = noise.to(device), t.to(device)
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, cfg)
-        target = noise if v_target is None else v_target(latents, noise, t.cpu()).to(device)
+        target = noise if prediction == "epsilon" else scheduler.get_velocity(latents, noise, t.cpu()).to(device)
         with _autocast(cfg.bf16):
             context = _encode_prompts(tokenizer, text_encoder, batch_captions)
             pred = unet(noisy, t, encoder_hidden_states=context).sample.float()
-        weight = min_snr_weight(snr[t], min_snr_gamma, scheduler.config.prediction_type)
+        weight = min_snr_weight(snr[t], min_snr_gamma, prediction)
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (weight * per_sample).mean()
         optimizer.zero_grad(set_to_none=True)

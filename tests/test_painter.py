@@ -201,8 +201,10 @@ def test_painter_script_takes_cross_attention_levels_and_keeps_them_for_its_fold
 def test_painter_script_takes_the_zero_snr_v_schedule_and_keeps_it_for_its_folder(tmp_path, capsys):
     from diffusers import DDIMScheduler
 
-    from scripts.pretrain_tiny_sd import main
+    from alignment.tiny_sd import NOISE_SCHEDULES
+    from scripts.pretrain_tiny_sd import NOISE_SCHEDULES as SCRIPT_CHOICES, main
 
+    assert SCRIPT_CHOICES == NOISE_SCHEDULES  # the script keeps its own copy so that --help stays fast
     threads = torch.get_num_threads()
     common = ["--out", str(tmp_path / "run"), "--n-images", "16", "--vae-steps", "1", "--vae-batch", "2",
               "--unet-steps", "2", "--unet-batch", "2", "--threads", "1"]
