@@ -7,7 +7,7 @@ Two stages, each resumable from its latest atomic checkpoint:
    horizon sharp, and a tiny KL). Afterwards :func:`normalise_latents` folds the
    latents' per-channel mean and spread into the VAE's 1x1 ``quant_conv`` /
    ``post_quant_conv``, so the latents the UNet sees have zero mean and unit
-   spread and ``scaling_factor`` stays 1 (the pipeline's arithmetic unchanged).
+   spread and ``scaling_factor`` is set to 1 (the pipeline decodes the latents the UNet learnt as they are).
 2. **UNet + text encoder** (:func:`train_unet`): the scheduler's prediction target
    (epsilon, or v with a zero-terminal-SNR schedule) on the frozen VAE's latents,
    min-SNR-gamma loss weighting, a share of empty captions
@@ -180,6 +180,10 @@ def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
     ``quant_conv`` produces ``[mean, logvar]``: its mean rows are divided by ``s`` (bias shifted by
     ``m``), its log-variance bias lowered by ``2 log s``; ``post_quant_conv`` multiplies its input
     columns by ``s`` and adds ``W m`` to its bias, so ``decode(z')`` equals the old ``decode(z)``.
+
+    The VAE's ``scaling_factor`` is set to 1 (and ``shift_factor`` cleared): the pipelines decode
+    ``latents / scaling_factor + shift_factor``, and the UNet is trained on these already-whitened
+    latents. Left at SD's 0.18215, every sample would be decoded from latents 5.5x too large.
     """
     m = latent_means.mean(dim=(0, 2, 3))
     s = latent_means.std(dim=(0, 2, 3)).clamp_min(1e-4)
@@ -192,6 +196,7 @@ def normalise_latents(vae, latent_means: torch.Tensor) -> dict:
     p = vae.post_quant_conv
     p.bias += (p.weight[:, :, 0, 0] @ m)
     p.weight *= s.view(1, c, 1, 1)
+    vae.register_to_config(scaling_factor=1.0, shift_factor=None)
     return {"latent_channel_mean": [round(float(v), 4) for v in m],
             "latent_channel_std": [round(float(v), 4) for v in s]}
 

@@ -110,6 +110,8 @@ def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
     torch.testing.assert_close(z_new.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
     torch.testing.assert_close(z_new.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3, rtol=0)
     assert len(stats["latent_channel_std"]) == 4
+    # the pipelines decode latents / scaling_factor: whitened latents must be decoded as they are
+    assert vae.config.scaling_factor == 1.0 and vae.config.shift_factor is None
 
 
 def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
@@ -278,6 +280,17 @@ def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
     assert image.shape == (64, 64, 3)
     # a painting, not noise: a two-tone background, whose top and bottom rows differ in colour
     assert np.abs(image[:6].mean(axis=(0, 1)) - image[-6:].mean(axis=(0, 1))).max() > 0.05
+    # the UNet draws latents of unit spread: the VAE's scaling must map its paintings' latents there,
+    # and the pipelines' decode must give the paintings back from them
+    from alignment.sampling import decode_latents
+
+    paintings = torch.from_numpy(np.stack([synth_item(7, i, 64)["pixels"] for i in range(16)]))
+    with torch.no_grad():
+        x = paintings.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+        decoded = decode_latents(pipe.vae, latents)
+    assert 0.7 < float(latents.std()) < 1.4
+    assert float((decoded - (x / 2 + 0.5)).abs().mean()) < 0.12
     result = subprocess.run([sys.executable, "-m", "alignment.cli", "tiny-sd", "--out", str(tmp_path / "cli")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and (tmp_path / "cli" / "model_index.json").is_file()
