@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from diffusers import AutoencoderKL
 
     from alignment import painter_training as pt
     from artquant_core.tracking import read_metrics
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = pt.normalise_latents(pipe.vae, means)
         log({"stage": "vae_normalise", "step": vae_cfg.steps, **stats})
         pipe.vae.to("cpu").save_pretrained(out / "vae", safe_serialization=True)
-    vae = AutoencoderKL.from_pretrained(out / "vae").eval().to(device)
+    vae = load_run_vae(out).to(device)
     if not latents_file.is_file():
         from safetensors.torch import save_file
 
@@ -243,9 +242,23 @@ def run_architecture(out: Path, arch, cross_attention: str | None, noise_schedul
     return arch
 
 
+def load_run_vae(out: Path):
+    """The run folder's VAE, whose latents ``normalise_latents`` whitened: decoded at scale 1.
+
+    Folders written before ``normalise_latents`` set ``scaling_factor`` still say SD's 0.18215,
+    which would decode every sample from latents 5.5x too large; the scale is mended on load.
+    """
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(out / "vae").eval()
+    if vae.config.scaling_factor != 1.0 or vae.config.shift_factor:
+        print(f"{out / 'vae'}: scaling_factor {vae.config.scaling_factor} -> 1.0 (its latents are whitened)")
+        vae.register_to_config(scaling_factor=1.0, shift_factor=None)
+    return vae
+
+
 def write_preview(out: Path, arch) -> int:
     """The painter as it stands: normalised VAE + the latest UNet checkpoint's EMA and text encoder."""
-    from diffusers import AutoencoderKL
     from safetensors.torch import load_file
 
     from alignment.tiny_sd import save_tiny_sd, tiny_sd_pipeline
@@ -257,7 +270,7 @@ def write_preview(out: Path, arch) -> int:
     pipe = tiny_sd_pipeline(arch, seed=0)
     pipe.unet.load_state_dict(load_file(checkpoint / "unet_ema.safetensors"))
     pipe.text_encoder.load_state_dict(load_file(checkpoint / "text_encoder.safetensors"))
-    pipe.register_modules(vae=AutoencoderKL.from_pretrained(out / "vae").eval())
+    pipe.register_modules(vae=load_run_vae(out))
     print(save_tiny_sd(pipe, out / "painter_preview", arch), f"(UNet {checkpoint.name})")
     return 0
 

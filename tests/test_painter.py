@@ -170,7 +170,22 @@ def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
     summary = json.loads((tmp_path / "parts" / "painter" / "training_summary.json").read_text())
     assert summary["unet"]["steps"] == 6 and summary["data"]["n_images"] == 48
+    assert json.loads((tmp_path / "parts" / "painter" / "vae" / "config.json").read_text())["scaling_factor"] == 1.0
     assert {"command", "machine", "wall_minutes_this_invocation"} <= summary.keys()
+
+
+def test_a_run_folder_vae_saved_with_sd_scaling_is_decoded_at_scale_one(tmp_path, capsys):
+    """Run folders written before normalise_latents set the scale keep SD's 0.18215 in vae/config.json."""
+    from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
+    from scripts.pretrain_tiny_sd import load_run_vae
+
+    vae = tiny_sd_pipeline(painter_architecture(), seed=0).vae
+    assert vae.config.scaling_factor == 0.18215
+    vae.save_pretrained(tmp_path / "vae")
+    loaded = load_run_vae(tmp_path)
+    assert loaded.config.scaling_factor == 1.0 and "scaling_factor 0.18215 -> 1.0" in capsys.readouterr().out
+    for name, weight in vae.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight), name
 
 
 def test_painter_script_takes_cross_attention_levels_and_keeps_them_for_its_folder(tmp_path, capsys):
