@@ -29,6 +29,12 @@ class DDPOConfig(PolicyGradientConfig):
     train_gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (each over all trained timesteps)")
     tracker_project: str = _f("artquant-ddpo", "wandb project name")
 
+    # training
+    train_skip_last_steps: int = _f(0, "the last N DDIM steps are sampled but not trained on: their tiny noise "
+                                       "makes their score-function gradient large and mostly noise (on the painter, "
+                                       "a zero-terminal-SNR v model, its last step alone carries 10x the gradient "
+                                       "norm of the others and points against the reward's own gradient)")
+
     # advantages
     per_prompt_stat_tracking: bool = _f(True, "normalise rewards per prompt (else by batch statistics)")
     per_prompt_buffer_size: int = _f(16, "rewards kept per prompt for its statistics")
@@ -40,6 +46,9 @@ class DDPOConfig(PolicyGradientConfig):
             raise ValueError(f"sample_eta must be > 0 for DDPO (got {self.sample_eta}): with eta 0 the DDIM step "
                              "is deterministic and its log-probability is undefined")
         super().validate(num_processes)
+        if not 0 <= self.train_skip_last_steps < self.sample_num_steps:
+            raise ValueError(f"train_skip_last_steps must be in [0, sample_num_steps = {self.sample_num_steps}), "
+                             f"got {self.train_skip_last_steps}: at least one step has to be trained on")
         for name in ("per_prompt_buffer_size", "per_prompt_min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

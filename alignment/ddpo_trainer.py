@@ -91,7 +91,8 @@ class DDPOTrainer(PolicyGradientTrainer):
 
     # -------------------------------------------------------------- training
     def num_recorded_steps(self, samples: dict[str, torch.Tensor]) -> int:
-        return samples["timesteps"].shape[0]
+        # the trained steps are picked among the first ones: the last train_skip_last_steps are left out
+        return samples["timesteps"].shape[0] - self.config.train_skip_last_steps
 
     def chunk_loss(self, samples, idx: torch.Tensor, cols: torch.Tensor):
         """PPO(-KL) loss of samples ``idx`` at their timestep positions ``cols`` in ONE UNet call."""

@@ -41,13 +41,15 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int = 128, batch_size: int = 8,
                        num_steps: int = 10, eta: float = 1.0, guidance_scale: float = 5.0, resolution: int = 64,
                        lora_rank: int = 4, seed: int = 0, prompts: Sequence[str] | None = None,
-                       cache_dir: str | Path = "runs/gradient_agreement", per_prompt: bool = False) -> dict[str, float]:
+                       cache_dir: str | Path = "runs/gradient_agreement", per_prompt: bool = False,
+                       skip_last_steps: int = 0) -> dict[str, float]:
     """Cosines between DDPO's score-function gradient and the pathwise reward gradient (LoRA at its start).
 
     Returns ``pathwise_halves``, ``ddpo_halves``, ``ddpo_vs_pathwise`` (all ``n``), ``ddpo_vs_pathwise_cross``
     (each estimator's half against the other's other half: no shared samples), ``reward_mean``, ``reward_std``.
     ``per_prompt``: DDPO's advantages normalised within each prompt's samples (per-prompt stat tracking;
-    GRPO's group-relative advantages) instead of over the whole batch.
+    GRPO's group-relative advantages) instead of over the whole batch. ``skip_last_steps``: DDPO's estimate
+    leaves out the last N steps, as ``DDPOConfig.train_skip_last_steps`` does.
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -58,6 +60,8 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
 
     if n < 2 * batch_size or n % (2 * batch_size):
         raise ValueError(f"n must be a positive multiple of 2 * batch_size ({2 * batch_size}), got {n}")
+    if not 0 <= skip_last_steps < num_steps:
+        raise ValueError(f"skip_last_steps must be in [0, num_steps = {num_steps}), got {skip_last_steps}")
     if eta <= 0:
         raise ValueError(f"eta must be > 0 (DDPO's log-probability is undefined at eta 0), got {eta}")
     prompts = list(prompts or DEFAULT_PROMPTS)
@@ -87,7 +91,7 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     score_function = []
     for k, (embeds, path) in enumerate(batches):
         log_prob = 0
-        for i, t in enumerate(s.scheduler.timesteps):
+        for i, t in enumerate(s.scheduler.timesteps[:num_steps - skip_last_steps]):
             eps = checkpoint(trainer.noise_prediction, s.unet, path[i], t, embeds, use_reentrant=False)
             log_prob = log_prob + ddim_step_with_logprob(s.scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
         adv = advantages[k * batch_size:(k + 1) * batch_size]
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per_prompt", action="store_true",
                         help="advantages normalised per prompt (each prompt needs several of the n samples)")
+    parser.add_argument("--skip_last_steps", type=int, default=0,
+                        help="DDPO's estimate leaves out the last N steps (DDPOConfig.train_skip_last_steps)")
     parser.add_argument("--num_prompts", type=int, default=None, help="use only the first K prompts")
     parser.add_argument("--prompts", default=None, help="a prompt file (one a line; default: the trainers' prompts), "
                         "e.g. configs/prompts/painter_train.txt with --pretrained_model painter")
@@ -129,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         prompts = list(prompts or DEFAULT_PROMPTS)[:args.num_prompts]
     result = gradient_agreement(args.reward, args.pretrained_model, args.n, args.batch_size, args.num_steps, args.eta,
                                 args.guidance_scale, args.resolution, seed=args.seed, prompts=prompts,
-                                cache_dir=args.out or "runs/gradient_agreement", per_prompt=args.per_prompt)
+                                cache_dir=args.out or "runs/gradient_agreement", per_prompt=args.per_prompt,
+                                skip_last_steps=args.skip_last_steps)
     print(f"{args.reward}: n = {args.n}, reward {result['reward_mean']:.4f} ± {result['reward_std']:.4f} "
           f"({time.perf_counter() - start:.0f} s)")
     print(f"  cosine, pathwise gradient half A vs half B:     {result['pathwise_halves']:+.3f}")

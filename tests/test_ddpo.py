@@ -91,6 +91,24 @@ def test_steps_per_call_follow_the_latent_budget(tmp_path):
     assert trainer.steps_per_call(large, batch=2, k=10) == 10
 
 
+def test_the_last_steps_are_sampled_but_not_trained_with_train_skip_last_steps(tmp_path):
+    trainer = DDPOTrainer(tiny_config(tmp_path, sample_num_steps=4, train_skip_last_steps=1), reward=Brightness())
+    samples, _ = trainer.sample(0)
+    assert samples["timesteps"].shape[0] == 4 and samples["log_probs"].shape[1] == 4  # all four sampled
+    trained = []
+    original = trainer.chunk_loss
+
+    def recording(samples, idx, cols):
+        trained.append(cols.clone())
+        return original(samples, idx, cols)
+
+    trainer.chunk_loss = recording
+    trainer._train_inner(samples, epoch=0, inner=0)
+    cols = torch.cat([c.flatten() for c in trained])
+    # every sample trained on steps 0-2 (train_timestep_fraction 1), never on the last
+    assert sorted(set(cols.tolist())) == [0, 1, 2] and len(cols) == 3 * samples["latents"].shape[0]
+
+
 def test_kl_to_reference_and_full_finetuning(tmp_path):
     final = DDPOTrainer(tiny_config(tmp_path / "kl", num_epochs=1, eval_every=0, kl_coef=0.1, learning_rate=1e-2,
                                     train_num_inner_epochs=2), reward=Brightness()).train()

@@ -60,6 +60,8 @@ def test_pretrained_folder_that_is_not_a_pipeline(tmp_path):
 
 def test_other_values_named():
     for key, value, match in [("train_timestep_fraction", 0.0, "train_timestep_fraction"),
+                              ("train_skip_last_steps", 10, r"train_skip_last_steps must be in \[0, sample_num_steps = 10\)"),
+                              ("train_skip_last_steps", -1, "train_skip_last_steps"),
                               ("mixed_precision", "fp8", "mixed_precision"), ("clip_range", 0.0, "clip_range"),
                               ("log_with", "no_such_tracker", "log_with: unknown tracker")]:
         with pytest.raises(ValueError, match=match):

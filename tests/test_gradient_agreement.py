@@ -28,6 +28,16 @@ def test_bad_arguments_are_refused_before_loading(tmp_path):
         gradient_agreement("brightness", n=12, batch_size=8, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="eta must be > 0"):
         gradient_agreement("brightness", n=16, batch_size=8, eta=0.0, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"skip_last_steps must be in \[0, num_steps = 4\)"):
+        gradient_agreement("brightness", n=16, batch_size=8, num_steps=4, skip_last_steps=4, cache_dir=tmp_path)
+
+
+def test_skipping_the_last_steps_changes_only_the_ddpo_estimate(tmp_path):
+    kw = dict(n=16, batch_size=8, num_steps=3, cache_dir=tmp_path, seed=0)
+    every, first_two = gradient_agreement("brightness", **kw), gradient_agreement("brightness", skip_last_steps=1, **kw)
+    assert first_two["pathwise_halves"] == pytest.approx(every["pathwise_halves"], abs=1e-6)
+    assert first_two["reward_mean"] == pytest.approx(every["reward_mean"], abs=1e-6)
+    assert abs(first_two["ddpo_halves"] - every["ddpo_halves"]) > 1e-3
 
 
 def test_command_line_writes_json(tmp_path, capsys):
