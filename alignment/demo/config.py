@@ -63,6 +63,8 @@ class DemoConfig:
     # DDPO
     ddpo_epochs: int = _f(12, "DDPO epochs on the tiny diffusion model")
     ddpo_sample_steps: int = _f(10, "DDIM steps per sample")
+    ddpo_skip_last_steps: int = _f(1, "last DDIM steps sampled but not trained on (DDPOConfig.train_skip_last_steps; "
+                                      "the painter's last step only adds gradient noise)")
     ddpo_sample_batch_size: int = _f(4, "samples per sampling batch")
     ddpo_batches_per_epoch: int = _f(2, "sampling batches per epoch")
     ddpo_train_batch_size: int = _f(4, "samples per training micro-batch")
@@ -96,6 +98,9 @@ class DemoConfig:
                      "reward_grad_epochs", "reward_grad_backprop_steps", "reward_grad_eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.ddpo_skip_last_steps < self.ddpo_sample_steps:
+            raise ValueError(f"ddpo_skip_last_steps must be in [0, ddpo_sample_steps = {self.ddpo_sample_steps}), "
+                             f"got {self.ddpo_skip_last_steps}")
         if self.n_images < 30:
             raise ValueError(f"n_images must be >= 30 (the test split needs a few images), got {self.n_images}")
 

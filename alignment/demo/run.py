@@ -212,7 +212,8 @@ def _ddpo_config(cfg: DemoConfig, out: Path, done: dict):
         **_shared_run_settings(cfg, out, done, "ddpo", cfg.ddpo_eval_every), num_epochs=cfg.ddpo_epochs,
         sample_batch_size=cfg.ddpo_sample_batch_size, sample_num_batches_per_epoch=cfg.ddpo_batches_per_epoch,
         train_batch_size=cfg.ddpo_train_batch_size, learning_rate=cfg.ddpo_learning_rate,
-        clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs)
+        clip_range=cfg.ddpo_clip_range, train_num_inner_epochs=cfg.ddpo_inner_epochs,
+        train_skip_last_steps=cfg.ddpo_skip_last_steps)
 
 
 def _reward_grad_config(cfg: DemoConfig, out: Path, done: dict):
