@@ -48,6 +48,28 @@ def check_log_prob_schedule(scheduler) -> None:
             "scheduler/scheduler_config.json (as SD 1.x / 2.x ship it)")
 
 
+def guard_ddim_variance(scheduler) -> None:
+    """Keep diffusers' own ``DDIMScheduler.step`` finite at ``eta > 0`` on a zero-terminal-SNR schedule.
+
+    Its first step goes from alpha 0, where the DDIM variance equals ``1 - a_prev`` exactly and
+    ``sqrt(1 - a_prev - eta^2 var)`` takes the root of a round-off negative number at ``eta`` 1: every
+    sample turns NaN (``pipe(..., eta=1.0)`` on the painter). The variance is capped just below
+    ``1 - a_prev``, its exact bound (a relative 1e-6 under it, so the step's own square root and square
+    cannot round past it). The cap binds only at a step from alpha 0: there the noise shrinks by 5e-7
+    and a direction term of ~0.001 times the noise prediction remains where the exact value is 0
+    (:func:`ddim_step_full` clamps it to 0). Patched on this scheduler instance only (its config, and so
+    what ``save_pretrained`` writes, is untouched).
+    """
+    original = scheduler._get_variance
+
+    def capped_variance(timestep, prev_timestep):
+        variance = original(timestep, prev_timestep)
+        a_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else scheduler.final_alpha_cumprod
+        return torch.minimum(variance, (1 - a_prev) * (1 - 1e-6))
+
+    scheduler._get_variance = capped_variance
+
+
 def ddim_step_full(scheduler, model_output: torch.Tensor, timestep: torch.Tensor | int, sample: torch.Tensor,
                    eta: float, prev_sample: torch.Tensor | None = None,
                    generator: torch.Generator | list[torch.Generator] | None = None,

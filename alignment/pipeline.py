@@ -71,6 +71,8 @@ def load_sd_pipeline(pretrained: str, device: torch.device | str = "cpu", dtype:
     """A ``StableDiffusionPipeline`` with a DDIM scheduler, frozen, without safety checker."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from alignment.ddim import guard_ddim_variance
+
     try:
         pipe = StableDiffusionPipeline.from_pretrained(pretrained, dtype=dtype, safety_checker=None,
                                                        requires_safety_checker=False)
@@ -78,6 +80,7 @@ def load_sd_pipeline(pretrained: str, device: torch.device | str = "cpu", dtype:
         raise ValueError(f"pretrained_model {pretrained!r} could not be loaded as a Stable Diffusion "
                          f"pipeline: {str(exc).splitlines()[0]}") from exc
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    guard_ddim_variance(pipe.scheduler)  # pipe(..., eta=1) on a zero-terminal-SNR model (the painter)
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)

@@ -1,6 +1,7 @@
 """ddim_step_with_logprob against an independent float64 computation and diffusers' own step."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,44 @@ def test_zero_terminal_snr_trailing_schedule_matches_diffusers_at_every_step():
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
         assert torch.isfinite(logp).all()
         x = ours
+
+
+def test_guarded_diffusers_ddim_stays_finite_at_eta_1_on_zero_terminal_snr_and_matches_ours():
+    """diffusers' own step at eta 1 from alpha_bar = 0 takes the root of a round-off negative number; the
+    guard that load_sd_pipeline installs caps the variance just under its bound, and the steps equal ours."""
+    from alignment.ddim import guard_ddim_variance
+    from alignment.tiny_sd import scheduler_settings
+
+    s = DDIMScheduler(**scheduler_settings("zero-snr-v"))
+    guard_ddim_variance(s)
+    s.set_timesteps(10)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    for t in s.timesteps:
+        out = torch.randn(2, 4, 8, 8, generator=g)
+        ours = ddim_step_with_logprob(s, out, t, x, eta=1.0, generator=torch.Generator().manual_seed(int(t)))[0]
+        theirs = s.step(out, t, x, eta=1.0, generator=torch.Generator().manual_seed(int(t))).prev_sample
+        assert torch.isfinite(theirs).all(), int(t)
+        # the cap binds at the first step only (from alpha_bar 0), where its 1e-6 margin leaves a direction
+        # term of sqrt(1e-6 (1 - a_prev)) ~ 0.001 times the noise prediction that ours clamps to exactly 0
+        tolerance = 5e-3 if t == s.timesteps[0] else 1e-5
+        torch.testing.assert_close(theirs, ours, rtol=0, atol=tolerance)
+        x = ours
+    # an SD-schedule scheduler's steps are untouched by the guard (the cap is never reached there)
+    sd, guarded = DDIMScheduler(**scheduler_settings("sd")), DDIMScheduler(**scheduler_settings("sd"))
+    guard_ddim_variance(guarded)
+    for t, prev in ((901, 801), (101, 1), (1, -99)):
+        assert torch.equal(guarded._get_variance(t, prev), sd._get_variance(t, prev))
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "alignment" / "pretrained" / "tiny_painter").is_dir(),
+                    reason="the shipped painter is not installed")
+def test_the_painter_loaded_by_the_toolkit_samples_with_eta_1(tmp_path):
+    from alignment import build_tiny_sd
+    from alignment.pipeline import load_sd_pipeline
+
+    pipe = load_sd_pipeline(str(build_tiny_sd(tmp_path / "painter")))
+    images = pipe(["a red disc in the centre, a small blue square, pale teal sky, dark green ground, low horizon"],
+                  num_inference_steps=4, guidance_scale=3.0, eta=1.0, output_type="pt",
+                  generator=torch.Generator().manual_seed(0)).images
+    assert torch.isfinite(images).all() and 0.05 < float(images.mean()) < 0.95
