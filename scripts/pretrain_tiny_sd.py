@@ -12,6 +12,9 @@ Stages (each resumes from its latest checkpoint after a kill; finished stages ar
 
     python -m scripts.pretrain_tiny_sd --out runs/painter [--vae-steps 2000 --unet-steps 6000] [--ship]
 
+The shipped painter: ``--n-images 16000 --vae-steps 1000 --unet-steps 1500 --noise-schedule zero-snr-v
+--threads 1`` (its ``training_summary.json`` has the command and history).
+
 On a GPU the same command runs with larger settings (``--unet-batch 256 --unet-steps 40000``).
 """
 
