@@ -90,8 +90,8 @@ class DDPOTrainer(PolicyGradientTrainer):
         return samples, metrics
 
     # -------------------------------------------------------------- training
-    def num_recorded_steps(self, samples: dict[str, torch.Tensor]) -> int:
-        # the trained steps are picked among the first ones: the last train_skip_last_steps are left out
+    def num_trainable_steps(self, samples: dict[str, torch.Tensor]) -> int:
+        # every DDIM step is recorded; the last train_skip_last_steps are left out of training
         return samples["timesteps"].shape[0] - self.config.train_skip_last_steps
 
     def chunk_loss(self, samples, idx: torch.Tensor, cols: torch.Tensor):

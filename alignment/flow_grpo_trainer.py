@@ -112,7 +112,7 @@ class FlowGRPOTrainer(PolicyGradientTrainer):
         return samples, metrics
 
     # -------------------------------------------------------------- training
-    def num_recorded_steps(self, samples: dict[str, Any]) -> int:
+    def num_trainable_steps(self, samples: dict[str, Any]) -> int:
         return samples["sde_steps"].shape[0]
 
     def before_training(self, samples: dict[str, Any]) -> None:

@@ -3,11 +3,11 @@
 An epoch samples trajectories with the log-probability of each stochastic step
 (``sample``, the algorithm's own), then makes ``train_num_inner_epochs`` passes
 of PPO-clip updates over them: per micro-batch, a random subset of each
-sample's recorded steps (``train_timestep_fraction``) goes through one model
+sample's trainable recorded steps (``train_timestep_fraction``) goes through one model
 call, or chunks of them (``steps_per_call``), with the loss of each chunk
 weighted by its share so the gradient equals one backward per step. The
 algorithm supplies ``chunk_loss`` (its policy's log-probability of the recorded
-steps) and ``num_recorded_steps``.
+steps) and ``num_trainable_steps``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class PolicyGradientTrainer(FineTuningTrainer):
         and the sampling metrics."""
 
     @abstractmethod
-    def num_recorded_steps(self, samples: dict[str, Any]) -> int:
-        """S: the stochastic steps recorded per trajectory (the columns of ``log_probs``)."""
+    def num_trainable_steps(self, samples: dict[str, Any]) -> int:
+        """K: how many of the stochastic steps recorded per trajectory (the columns of ``log_probs``) training
+        draws from — the first K; all of them unless the algorithm leaves some out."""
 
     @abstractmethod
     def chunk_loss(self, samples: dict[str, Any], idx: torch.Tensor, cols: torch.Tensor
@@ -93,9 +94,9 @@ class PolicyGradientTrainer(FineTuningTrainer):
     def _train_inner(self, samples: dict[str, Any], epoch: int, inner: int) -> dict[str, float | None]:
         cfg, s = self.config, self.setup
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, self.accelerator.process_index, inner, 7))
-        n, num_steps = samples["latents"].shape[0], self.num_recorded_steps(samples)
+        n, num_steps = samples["latents"].shape[0], self.num_trainable_steps(samples)
         order = torch.randperm(n, generator=gen)
-        # per sample, a random subset of its recorded steps (train_timestep_fraction of them)
+        # per sample, a random subset of its trainable steps (train_timestep_fraction of them)
         k = max(1, int(num_steps * cfg.train_timestep_fraction))
         steps = torch.stack([torch.randperm(num_steps, generator=gen)[:k] for _ in range(n)])
         micro = [order[i:i + cfg.train_batch_size] for i in range(0, n, cfg.train_batch_size)]
