@@ -297,11 +297,12 @@ def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
     assert np.abs(image[:6].mean(axis=(0, 1)) - image[-6:].mean(axis=(0, 1))).max() > 0.05
     # the UNet draws latents of unit spread: the VAE's scaling must map its paintings' latents there,
     # and the pipelines' decode must give the paintings back from them
+    from alignment.painter_training import _to_unit
     from alignment.sampling import decode_latents
 
     paintings = torch.from_numpy(np.stack([synth_item(7, i, 64)["pixels"] for i in range(16)]))
     with torch.no_grad():
-        x = paintings.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = _to_unit(paintings)
         latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
         decoded = decode_latents(pipe.vae, latents)
     assert 0.7 < float(latents.std()) < 1.4
