@@ -95,7 +95,7 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+def uint8_to_vae_input(images_uint8: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1], the VAE's input range."""
     return images_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
@@ -131,7 +131,7 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_di
     while step < cfg.steps:
         gen = _step_generator(cfg.seed, step)
         idx = torch.randint(len(images_uint8), (cfg.batch_size,), generator=gen)
-        x = _to_unit(images_uint8[idx]).to(device)
+        x = uint8_to_vae_input(images_uint8[idx]).to(device)
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, cfg)
         with _autocast(cfg.bf16):
@@ -167,7 +167,7 @@ def encode_images(vae, images_uint8: torch.Tensor, batch_size: int = 256, bf16: 
     means, stds = [], []
     for i in range(0, len(images_uint8), batch_size):
         with _autocast(bf16):
-            dist = vae.encode(_to_unit(images_uint8[i:i + batch_size]).to(_device_of(vae))).latent_dist
+            dist = vae.encode(uint8_to_vae_input(images_uint8[i:i + batch_size]).to(_device_of(vae))).latent_dist
         means.append(dist.mean.float().cpu())
         stds.append(dist.std.float().cpu())
     return torch.cat(means), torch.cat(stds)

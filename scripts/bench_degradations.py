@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from artquant_core.synthart.painter import MAX_BLUR, MAX_NOISE
+from scripts.bench_painter import nhwc_uint8_to_tensor
 
 KINDS = ("noise", "blur", "jpeg")
 # noise: sd on [0, 1] (SynthArt's maximum is MAX_NOISE); blur: Gaussian sigma as a fraction of the
@@ -102,12 +103,6 @@ def degrade(images: np.ndarray, kind: str, strength: float, rng: np.random.Gener
 
 
 # ---------------------------------------------------------------------------- the scorer
-def _nchw(images: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-
-
 def seen_by_scorer(scorer, images: np.ndarray) -> np.ndarray:
     """The pixels the scorer's model gets, before normalisation: ``(N, h, w, 3)`` float on [0, 1],
     resized by the scorer's own preprocessing (uint8 rounding included, as for a uint8 input)."""
@@ -115,7 +110,7 @@ def seen_by_scorer(scorer, images: np.ndarray) -> np.ndarray:
 
     from artquant_core.vlm_preprocess import bicubic_resize
 
-    x = _nchw(images).float() / 255.0
+    x = nhwc_uint8_to_tensor(images).float() / 255.0
     h, w = scorer.family.preprocessor.target_size(*x.shape[-2:])
     with torch.no_grad():
         return bicubic_resize(x, h, w, quantize=True).permute(0, 2, 3, 1).numpy().astype(np.float64)
@@ -125,7 +120,7 @@ def score_images(scorer, images: np.ndarray, batch_size: int = 64) -> dict[str, 
     """Per-image scores (1-10) of uint8 ``(N, H, W, 3)`` images, one array per aspect in ``ASPECTS``."""
     import torch
 
-    tensor = _nchw(images)
+    tensor = nhwc_uint8_to_tensor(images)
     with torch.no_grad():
         return {a: scorer.score(tensor, aspect=None if a == "overall" else a, batch_size=batch_size)
                 .score.double().numpy() for a in ASPECTS}

@@ -168,13 +168,14 @@ def vae_reconstruct(pipe, images_nhwc_uint8: np.ndarray, batch_size: int = 64) -
     """``images`` encoded (posterior mean) and decoded by ``pipe.vae``; uint8 like the input."""
     import torch
 
+    from alignment.painter_training import uint8_to_vae_input
     from artquant_core.images import float_to_uint8
 
     vae, out = pipe.vae, []
     with torch.no_grad():
         for start in range(0, len(images_nhwc_uint8), batch_size):
-            x = torch.from_numpy(images_nhwc_uint8[start:start + batch_size]).permute(0, 3, 1, 2)
-            x = x.to(device=vae.device, dtype=vae.dtype) / 127.5 - 1.0
+            batch = torch.from_numpy(np.ascontiguousarray(images_nhwc_uint8[start:start + batch_size]))
+            x = uint8_to_vae_input(batch).to(device=vae.device, dtype=vae.dtype)
             decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
             out.append(float_to_uint8((decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).double()).numpy())
     return np.concatenate(out, axis=0)
@@ -209,13 +210,19 @@ def sample_painter(pipe, captions: list[str], steps: int = 20, guidance: float =
     return np.concatenate(out, axis=0)
 
 
+def nhwc_uint8_to_tensor(images_nhwc_uint8: np.ndarray):
+    """A uint8 ``(N, H, W, 3)`` array as the uint8 ``(N, 3, H, W)`` tensor the scorer takes."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc_uint8)).permute(0, 3, 1, 2).contiguous()
+
+
 def scorer_mean(scorer, images_nhwc_uint8: np.ndarray, batch_size: int = 100) -> float:
     """The scorer's mean score over a uint8 (N, H, W, 3) set (fed as a uint8 (N, 3, H, W) tensor)."""
     import torch
 
-    tensor = torch.from_numpy(np.ascontiguousarray(images_nhwc_uint8)).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
-        return float(scorer.score(tensor, batch_size=batch_size).score.float().mean())
+        return float(scorer.score(nhwc_uint8_to_tensor(images_nhwc_uint8), batch_size=batch_size).score.float().mean())
 
 
 def _painter_training_seed(painter: Path) -> int | None:

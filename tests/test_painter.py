@@ -99,7 +99,7 @@ def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
 
     vae = tiny_sd_pipeline(painter_architecture(), seed=0).vae.eval()
     images = torch.from_numpy(np.stack([synth_item(0, i, 64)["pixels"] for i in range(12)]))
-    x = pt._to_unit(images)
+    x = pt.uint8_to_vae_input(images)
     with torch.no_grad():
         z = vae.encode(x).latent_dist.mean
         before = vae.decode(z).sample
@@ -122,10 +122,10 @@ def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
     cfg = pt.PainterStageConfig(steps=1, batch_size=2, learning_rate=1e-6, bf16=False)
     vae = tiny_sd_pipeline(painter_architecture(), seed=0).vae
     with torch.no_grad():
-        assert float(vae.encode(pt._to_unit(images)).latent_dist.std.mean()) > 0.5  # random init: ~1
+        assert float(vae.encode(pt.uint8_to_vae_input(images)).latent_dist.std.mean()) > 0.5  # random init: ~1
     pt.train_vae(vae, images, cfg, tmp_path / "stage", log=lambda row: None, initial_posterior_std=0.02)
     with torch.no_grad():
-        std = vae.encode(pt._to_unit(images)).latent_dist.std
+        std = vae.encode(pt.uint8_to_vae_input(images)).latent_dist.std
     torch.testing.assert_close(std, torch.full_like(std, 0.02), rtol=0.05, atol=0)
     # a resumed stage keeps its trained spread: the option only shapes the start
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
     pt.train_vae(vae, images, pt.PainterStageConfig(steps=1, batch_size=2, learning_rate=1e-6, bf16=False),
                  tmp_path / "stage", log=lambda row: None, initial_posterior_std=0.5)
     with torch.no_grad():
-        resumed = vae.encode(pt._to_unit(images)).latent_dist.std
+        resumed = vae.encode(pt.uint8_to_vae_input(images)).latent_dist.std
     torch.testing.assert_close(resumed, std, rtol=0.05, atol=0)
 
 
@@ -297,12 +297,12 @@ def test_shipped_painter_loads_draws_64px_and_is_small(tmp_path):
     assert np.abs(image[:6].mean(axis=(0, 1)) - image[-6:].mean(axis=(0, 1))).max() > 0.05
     # the UNet draws latents of unit spread: the VAE's scaling must map its paintings' latents there,
     # and the pipelines' decode must give the paintings back from them
-    from alignment.painter_training import _to_unit
+    from alignment.painter_training import uint8_to_vae_input
     from alignment.sampling import decode_latents
 
     paintings = torch.from_numpy(np.stack([synth_item(7, i, 64)["pixels"] for i in range(16)]))
     with torch.no_grad():
-        x = _to_unit(paintings)
+        x = uint8_to_vae_input(paintings)
         latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
         decoded = decode_latents(pipe.vae, latents)
     assert 0.7 < float(latents.std()) < 1.4
