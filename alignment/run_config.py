@@ -72,6 +72,9 @@ class AlignmentRunConfig:
     train_batch_size: int = _f(2, "trajectories per training micro-batch (per process)")
     train_gradient_accumulation_steps: int = _f(1, "micro-batches accumulated per optimizer update")
     learning_rate: float = _f(3e-4, "AdamW learning rate")
+    lr_warmup_steps: int = _f(0, "optimizer updates over which the learning rate rises linearly to learning_rate: "
+                                 "Adam's first updates move every parameter by about the full rate whatever the "
+                                 "gradient's signal, so a warm-up keeps a noisy start from walking the model away")
     adam_weight_decay: float = _f(1e-4, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient-norm clipping")
     use_lora: bool = _f(True, "train LoRA adapters on the UNet attention (else full fine-tuning)")
@@ -133,6 +136,8 @@ class AlignmentRunConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         if self.eval_every < 0 or self.checkpoint_every < 0:
             raise ValueError("eval_every and checkpoint_every must be >= 0")
         if self.eval_rewards and not self.eval_prompts:

@@ -179,9 +179,22 @@ class AlignmentSetup:
         """
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
         norm = self.accelerator.clip_grad_norm_(self.trainable_params, max_norm)
+        self.set_warmup_learning_rate()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    def set_warmup_learning_rate(self) -> float:
+        """The learning rate of the coming update: ``learning_rate * min(1, (n + 1) / lr_warmup_steps)``, n the
+        updates already applied. n is read from the optimizer's own state, which checkpoints save, so a resumed
+        run continues the warm-up where it stopped. Returns the rate set."""
+        cfg = self.config
+        rate = cfg.learning_rate
+        if cfg.lr_warmup_steps > 0:
+            rate *= min(1.0, (optimizer_updates_done(self.optimizer) + 1) / cfg.lr_warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        return rate
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int, sample_images: Callable[[list[str]], torch.Tensor] | None = None
@@ -300,6 +313,17 @@ class AlignmentSetup:
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
+
+
+def optimizer_updates_done(optimizer: torch.optim.Optimizer) -> int:
+    """How many updates an Adam-type optimizer has applied (its per-parameter ``step``; 0 before the first)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper keeps the torch optimizer inside
+    for group in inner.param_groups:
+        for param in group["params"]:
+            state = inner.state.get(param)
+            if state and "step" in state:
+                return int(state["step"])
+    return 0
 
 
 def summary_stats(prefix: str, values: torch.Tensor) -> dict[str, float]:
