@@ -16,6 +16,7 @@ trained steps), at lr 1e-3 2.5 times as far (0.0014 against 0.00056); docs/fine_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -39,15 +40,17 @@ def policy_drift(checkpoint: str | Path, config: str | Path, n: int = 32, overri
     if not (checkpoint / "trainer_state.json").is_file():
         raise FileNotFoundError(f"{checkpoint}: not a DDPO checkpoint folder (no trainer_state.json)")
     with tempfile.TemporaryDirectory() as scratch:
-        base = parse_config(DDPOConfig, ["--config", str(config), *overrides])
-        if n < 1 or n % base.sample_batch_size:
-            raise ValueError(f"--n must be a positive multiple of sample_batch_size = {base.sample_batch_size}, "
+        preset = parse_config(DDPOConfig, ["--config", str(config), *overrides])
+        if n < 1 or n % preset.sample_batch_size:
+            raise ValueError(f"--n must be a positive multiple of sample_batch_size = {preset.sample_batch_size}, "
                              f"got {n}")
-        batches = n // base.sample_batch_size
-        cfg = parse_config(DDPOConfig, ["--config", str(config), *overrides], output_dir=scratch,
-                           resume_from=str(checkpoint), kl_coef=max(base.kl_coef, 1.0), eval_prompts=[],
-                           eval_rewards=[], sample_num_batches_per_epoch=batches,
-                           train_batch_size=base.sample_batch_size, train_gradient_accumulation_steps=batches)
+        batches = n // preset.sample_batch_size
+        # the preset's sampler, one epoch of n trajectories, no evaluation; any kl_coef > 0 makes chunk_loss
+        # compute the KL (its value does not depend on the weight)
+        cfg = dataclasses.replace(preset, output_dir=scratch, resume_from=str(checkpoint), kl_coef=1.0,
+                                  eval_prompts=[], eval_rewards=[], sample_num_batches_per_epoch=batches,
+                                  train_batch_size=preset.sample_batch_size,
+                                  train_gradient_accumulation_steps=batches)
         trainer = DDPOTrainer(cfg)
         try:
             trainer.setup.resume()
