@@ -18,7 +18,9 @@ What is measured, all at 64 px on ``n`` images:
 
 For each set: the Fréchet distance of its :func:`image_features` to the reference's, the ratio
 FD / FD(floor) (1 = indistinguishable from SynthArt by these features), the shipped scorer's mean
-score, and the per-channel contrast (mean over images of each channel's pixel std). Writes
+score, the main-shape accuracy (does the painting show the shape its caption names? a small CNN trained
+on SynthArt of another seed tells, :mod:`scripts.shape_classifier`; SynthArt's own rows are its ceiling,
+0.25 is chance), and the per-channel contrast (mean over images of each channel's pixel std). Writes
 ``bench_painter.json`` and ``bench_painter_grid.png`` (painter sample beside the SynthArt painting
 of the same caption, with the caption) into ``--out`` and prints a table.
 """
@@ -239,13 +241,16 @@ def _painter_training_seed(painter: Path) -> int | None:
 def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 20, guidance: float = 3.0,
               floor_seed: int | None = None, noise_seed: int = 0, random_init_seed: int = 0,
               random_init_dir: str | Path | None = None, batch_size: int = 64, device: str = "cpu",
-              score: bool = True, size: int = 64, keep_images: bool = False) -> dict:
+              score: bool = True, size: int = 64, keep_images: bool = False, shapes: bool = True,
+              shape_classifier=None) -> dict:
     """Run the benchmark (see the module docstring) and return the result dict.
 
     ``random_init_dir``: an existing random-init tiny SD folder (else one is built in a temp dir
     with ``build_tiny_sd(pretrained=False, seed=random_init_seed)``). ``score=False`` skips the
     shipped scorer (``scorer_mean`` is then ``None``; it is also ``None`` when the scorer is not shipped).
     ``keep_images``: also return the uint8 image sets and captions under ``"_images"`` / ``"_captions"``.
+    ``shapes``: measure main-shape accuracy with a :mod:`scripts.shape_classifier` (``shape_classifier``,
+    or one trained here with its defaults, ~45 s on one CPU core); ``shape_accuracy`` is ``None`` otherwise.
     """
     import torch
 
@@ -264,7 +269,7 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
 
     t = time.perf_counter()
     reference, captions = synthart_set(seed, n, size)
-    floor_images, _ = synthart_set(floor_seed, n, size)
+    floor_images, floor_captions = synthart_set(floor_seed, n, size)
     seconds["synthart"] = time.perf_counter() - t
 
     torch_threads = torch.get_num_threads()
@@ -306,6 +311,12 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
             means = {k: scorer_mean(scorer, sets[k]) for k in SET_NAMES}
         seconds["scoring"] = time.perf_counter() - t
 
+    shape_result = None
+    if shapes:
+        t = time.perf_counter()
+        shape_result = _shape_accuracies(sets, captions, floor_captions, shape_classifier)
+        seconds["shapes"] = time.perf_counter() - t
+
     result = {
         "painter": str(painter), "n": n, "seed": seed, "floor_seed": floor_seed, "noise_seed": noise_seed,
         "steps": steps, "guidance": guidance, "size": size, "random_init_seed": random_init_seed,
@@ -317,6 +328,8 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
         "fd_ratio_to_floor": {k: (fd[k] / floor if floor > 0 else float("inf")) for k in COMPARED[1:]},
         "fd_breakdown": breakdown,
         "scorer_mean": means,
+        "shape_accuracy": shape_result and {k: v["accuracy"] for k, v in shape_result["sets"].items()},
+        "shape_accuracy_detail": shape_result,
         "contrast_rgb": {k: contrast(v) for k, v in sets.items()},
         "contrast_mean": {k: float(np.mean(contrast(v))) for k, v in sets.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
@@ -325,6 +338,22 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
     if keep_images:
         result["_images"], result["_captions"] = sets, captions
     return result
+
+
+def _shape_accuracies(sets: dict[str, np.ndarray], captions: list[str], floor_captions: list[str],
+                      classifier=None) -> dict:
+    """Main-shape accuracy of every set: the shapes its images should show are those of the captions
+    they were drawn for (the floor set and its VAE reconstructions: the floor seed's captions)."""
+    from scripts import shape_classifier as sc
+
+    settings = None
+    if classifier is None:
+        settings = {"train_seed": sc.TRAIN_SEED, "defaults": "train_shape_classifier()"}
+        classifier = sc.train_shape_classifier()
+    expected = {name: sc.shapes_of_captions(floor_captions if name in ("floor", "vae_reconstruction") else captions)
+                for name in sets}
+    return {"classifier": settings, "chance": 1.0 / len(sc.SHAPES),
+            "sets": {name: sc.shape_accuracy(classifier, images, expected[name]) for name, images in sets.items()}}
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -366,14 +395,17 @@ def format_table(result: dict) -> str:
     fd, ratio = result["fd"], result["fd_ratio_to_floor"]
     lines = [f"painter {result['painter']}  n={result['n']} seed={result['seed']} floor_seed={result['floor_seed']} "
              f"steps={result['steps']} guidance={result['guidance']}",
-             f"{'set':<19} {'FD vs ref':>10} {'/ floor':>8} {'scorer':>8} {'contrast r,g,b (mean)':>30}"]
+             f"{'set':<19} {'FD vs ref':>10} {'/ floor':>8} {'scorer':>8} {'shape acc':>9} "
+             f"{'contrast r,g,b (mean)':>30}"]
+    shape_acc = result.get("shape_accuracy") or {}
     for name in SET_NAMES:
         fd_s = "-" if name == "reference" else f"{fd[name]:.4f}"
         ratio_s = f"{ratio[name]:.2f}" if name in ratio else ("1.00" if name == "floor" else "-")
         score_s = f"{means[name]:.3f}" if name in means else "-"
         c = result["contrast_rgb"][name]
         contrast_s = f"{c[0]:.3f},{c[1]:.3f},{c[2]:.3f} ({result['contrast_mean'][name]:.3f})"
-        lines.append(f"{name:<19} {fd_s:>10} {ratio_s:>8} {score_s:>8} {contrast_s:>30}")
+        shape_s = f"{shape_acc[name]:.3f}" if name in shape_acc else "-"
+        lines.append(f"{name:<19} {fd_s:>10} {ratio_s:>8} {score_s:>8} {shape_s:>9} {contrast_s:>30}")
     breakdown = result.get("fd_breakdown")
     if breakdown:
         lines.append(f"where the distance comes from:\n{'set':<19} {'mean term':>10} {'cov term':>10} "
@@ -421,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-init-dir", default=None, help="an existing random-init tiny SD folder to use")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-score", action="store_true", help="skip the shipped scorer")
+    p.add_argument("--no-shapes", action="store_true", help="skip the main-shape accuracy (its classifier trains "
+                   "for ~45 s on one CPU core)")
     p.add_argument("--pairs", type=int, default=8, help="caption pairs in the sample grid")
     p.add_argument("--out", default=None, help="folder for bench_painter.json and the grid (default: the painter folder's "
                    "parent / bench_painter)")
@@ -435,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_bench(painter, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                        floor_seed=args.floor_seed, noise_seed=args.noise_seed, random_init_seed=args.random_init_seed,
                        random_init_dir=args.random_init_dir, batch_size=args.batch_size, device=device,
-                       score=not args.no_score, keep_images=True)
+                       score=not args.no_score, keep_images=True, shapes=not args.no_shapes)
     out = Path(args.out) if args.out else painter.resolve().parent / "bench_painter"
     paths = write_outputs(result, out, args.pairs)
     print(format_table(result))

@@ -72,7 +72,11 @@ def test_frechet_distance_singular_covariances():
     assert fd == pytest.approx(frechet_distance(b, a), rel=1e-6)
 
 
-def test_bench_runs_and_writes_outputs(tmp_path):
+def test_bench_runs_and_writes_outputs(tmp_path, monkeypatch):
+    import scripts.shape_classifier as sc
+
+    real_training = sc.train_shape_classifier  # the wiring is tested here, the classifier in its own tests
+    monkeypatch.setattr(sc, "train_shape_classifier", lambda: real_training(n=64, steps=2))
     if (SMOKE_PAINTER / "model_index.json").is_file():
         painter = SMOKE_PAINTER
     else:
@@ -100,6 +104,12 @@ def test_bench_runs_and_writes_outputs(tmp_path):
         assert parts["mean_term"] + parts["covariance_term"] == pytest.approx(fd[name], rel=1e-6, abs=1e-9)
         assert set(parts["groups"]) == {"thumb", "std", "grad"}
     assert (out / "bench_painter_grid.png").is_file() and len(result["grid_captions"]) == 8
+    sets = {"reference", "floor", "vae_reconstruction", "painter", "random_init"}
+    assert set(result["shape_accuracy"]) == sets and all(0 <= v <= 1 for v in result["shape_accuracy"].values())
+    detail = result["shape_accuracy_detail"]
+    assert detail["chance"] == 0.25 and detail["classifier"]["train_seed"] == sc.TRAIN_SEED
+    for name in sets:  # 16 images per set, each counted once against its caption's shape
+        assert sum(sum(row.values()) for row in detail["sets"][name]["confusion"].values()) == 16
 
 
 def test_painter_fd_on_unseen_seed():
@@ -107,7 +117,7 @@ def test_painter_fd_on_unseen_seed():
     (by the feature Fréchet distance) than the random-init pipeline's."""
     if not (SHIPPED_PAINTER / "model_index.json").is_file():
         pytest.skip(f"no shipped painter at {SHIPPED_PAINTER}")
-    result = run_bench(SHIPPED_PAINTER, n=64, seed=5000, steps=10, guidance=3.0, score=False)
+    result = run_bench(SHIPPED_PAINTER, n=64, seed=5000, steps=10, guidance=3.0, score=False, shapes=False)
     assert not result["seed_seen_in_training"]
     fd = result["fd"]
     assert fd["painter"] < 0.5 * fd["random_init"], fd
