@@ -13,7 +13,10 @@ image generators are often checked (a classifier trained on real data, applied t
 
 The classifier's accuracy on SynthArt paintings of an unseen seed is the ceiling (what the probe itself
 can read); on a painter's samples for those paintings' captions it says how often the named shape is
-drawn recognisably. Chance is 0.25. Training is seeded, so a rerun gives the same classifier.
+drawn recognisably. Chance is 0.25. Training is seeded, so a rerun with the same number of torch threads
+gives the same classifier; with another thread count the float sums differ and accuracies move by
+~0.01–0.03 (one thread: SynthArt 0.945, the shipped painter's VAE 0.484; compare painters in one run
+or at one thread count).
 """
 
 from __future__ import annotations
