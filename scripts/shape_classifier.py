@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alignment.painter_training import uint8_to_vae_input
 from artquant_core.synthart.attributes import SHAPES
 
 TRAIN_SEED = 7000  # SynthArt seed of the classifier's training paintings (no scorer, judge or painter uses it)
@@ -33,10 +34,10 @@ TRAIN_SEED = 7000  # SynthArt seed of the classifier's training paintings (no sc
 
 def shape_dataset(seed: int, n: int, size: int = 64) -> tuple[np.ndarray, list[str]]:
     """``(N, size, size, 3)`` uint8 SynthArt paintings of ``seed`` and the shape of each main subject."""
-    from artquant_core.synthart.dataset import synth_item
+    from scripts.bench_painter import synthart_set
 
-    items = [synth_item(seed, i, size) for i in range(n)]
-    return np.stack([it["pixels"] for it in items]).astype(np.uint8), [it["latent"].shape for it in items]
+    images, captions = synthart_set(seed, n, size)
+    return images, shapes_of_captions(captions)
 
 
 def shapes_of_captions(captions: list[str]) -> list[str]:
@@ -67,7 +68,7 @@ class ShapeClassifier(nn.Module):
 
     def forward(self, images_uint8_nhwc: torch.Tensor) -> torch.Tensor:
         """Logits over :data:`SHAPES` for ``(B, H, W, 3)`` uint8 images (H, W even)."""
-        x = images_uint8_nhwc.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        x = uint8_to_vae_input(images_uint8_nhwc)  # (B, 3, H, W) in [-1, 1]
         return self.head(self.features(F.avg_pool2d(x, 2)).amax(dim=(2, 3)))
 
 
