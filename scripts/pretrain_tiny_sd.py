@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-initial-std", type=float, default=None,
                         help="start the VAE's posterior spread at this value (e.g. 0.02) instead of ~1, so no "
                              "latent channel is given up as noise early on (default: off, as the shipped painter)")
+    parser.add_argument("--freeze-text-encoder", action="store_true",
+                        help="keep the random-init text encoder fixed while the UNet trains (as SD keeps CLIP fixed); "
+                             "trained jointly, it lets the shape words collapse (alignment.painter_training.train_unet)")
     parser.add_argument("--unet-bf16", action="store_true", help="bf16 autocast for the UNet (on GPUs; on this "
                         "CPU float32 was faster: 0.65 vs 0.77 s a batch-64 step)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between stage checkpoints")
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                                      checkpoint_every=args.checkpoint_every, stop_at_step=args.stop_at_step)
     unet_result, ema = pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents["means"],
                                      latents["stds"], captions, pipe.scheduler, unet_cfg, out / "unet_stage",
-                                     log=log)
+                                     log=log, train_text_encoder=not args.freeze_text_encoder)
     if not unet_result["complete"]:
         print(f"stopped in the UNet stage at step {unet_result['steps']}; run the same command again to continue")
         return 0
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                  "size": arch.resolution},
         "vae": {**asdict(vae_cfg), "initial_posterior_std": args.vae_initial_std, "final_mse": last_vae.get("mse"),
                 "final_psnr_db": last_vae.get("psnr_db")},
-        "unet": {**asdict(unet_cfg), **unet_result, "stored_dtype": "float16 (EMA weights)"},
+        "unet": {**asdict(unet_cfg), **unet_result, "text_encoder_trained": not args.freeze_text_encoder,
+                 "stored_dtype": "float16 (EMA weights)"},
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,
                          "latent_size": arch.latent_size, "text_hidden": arch.text_hidden,
                          "unet_cross_attention": list(arch.unet_cross_attention),

@@ -137,6 +137,27 @@ def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
     torch.testing.assert_close(resumed, std, rtol=0.05, atol=0)
 
 
+def test_unet_training_keeps_a_frozen_text_encoder_unchanged(tmp_path):
+    from alignment import painter_training as pt
+    from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline(painter_architecture(), seed=0)
+    latents = torch.randn(8, 4, 16, 16)
+    captions = [synth_item(0, i, 64)["caption"] for i in range(8)]
+    cfg = pt.PainterStageConfig(steps=3, batch_size=4, learning_rate=1e-3, warmup_steps=1, bf16=False)
+    encoder_before = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+    unet_before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, torch.zeros_like(latents), captions,
+                  pipe.scheduler, cfg, tmp_path / "frozen", log=lambda row: None, train_text_encoder=False)
+    assert all(torch.equal(v, encoder_before[k]) for k, v in pipe.text_encoder.state_dict().items())
+    assert not all(torch.equal(v, unet_before[k]) for k, v in pipe.unet.state_dict().items())
+    assert not pipe.text_encoder.training
+    # the default trains both
+    pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, torch.zeros_like(latents), captions,
+                  pipe.scheduler, cfg, tmp_path / "joint", log=lambda row: None)
+    assert not all(torch.equal(v, encoder_before[k]) for k, v in pipe.text_encoder.state_dict().items())
+
+
 def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
     """A run stopped mid-VAE (step 2 of 4), then mid-UNet (5 of 6), and continued ends with the same weights as one uninterrupted run."""
     from safetensors.torch import load_file
