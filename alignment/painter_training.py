@@ -214,7 +214,8 @@ def min_snr_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> tor
     return (gamma / snr.clamp_min(1e-12)).clamp(max=1.0)
 
 
-def _encode_prompts(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+def encode_prompts(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+    """The text encoder's per-token outputs (the UNet's ``encoder_hidden_states``), padded to the tokenizer's length."""
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     return text_encoder(ids.to(_device_of(text_encoder)))[0]
@@ -267,7 +268,7 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
             group["lr"] = _cosine_lr(step, cfg)
         target = noise if prediction == "epsilon" else scheduler.get_velocity(latents, noise, t.cpu()).to(device)
         with _autocast(cfg.bf16), torch.set_grad_enabled(train_text_encoder):
-            context = _encode_prompts(tokenizer, text_encoder, batch_captions)
+            context = encode_prompts(tokenizer, text_encoder, batch_captions)
         with _autocast(cfg.bf16):
             pred = unet(noisy, t, encoder_hidden_states=context).sample.float()
         weight = min_snr_weight(snr[t], min_snr_gamma, prediction)
