@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from artquant_core.synthart.attributes import SHAPES
-from artquant_core.synthart.captions import COLOUR_WORDS, HORIZON_WORDS, POSITION_PHRASES
+from artquant_core.synthart.captions import COLOUR_WORDS, HORIZON_WORDS, POSITION_PHRASES, parse_caption
 
 TIMESTEPS = (100, 300, 500, 700, 900)
+PARTS = ("main_shape", "main_colour", "position", "small_shape", "sky", "horizon")
 
 
 def _shift(values, current: str, by: int) -> str:
@@ -38,10 +39,12 @@ def _with_article(clause_words: list[str]) -> list[str]:
 
 def swap_part(caption: str, part: str) -> str:
     """``caption`` with one part replaced by another value of its kind (``ValueError`` for a caption that
-    is not a SynthArt one, or an unknown part)."""
+    is not a SynthArt one, or an unknown part).
+
+    The words are swapped in place rather than through ``parse_caption`` / ``compose_caption``: parsing
+    drops the tone words (``pale``, ``dark``), and recomposing would change those too."""
+    parse_caption(caption)  # names a caption of another form
     clauses = caption.split(", ")
-    if len(clauses) != 5:
-        raise ValueError(f"not a SynthArt caption (5 comma-separated parts expected): {caption!r}")
     main = clauses[0].split(" ")
     if part == "main_shape":
         main[2] = _shift(SHAPES, main[2], 2)
@@ -66,9 +69,6 @@ def swap_part(caption: str, part: str) -> str:
     return ", ".join(clauses)
 
 
-PARTS = ("main_shape", "main_colour", "position", "small_shape", "sky", "horizon")
-
-
 def caption_use(pipe, n: int = 64, seed: int = 9100, timesteps: tuple[int, ...] = TIMESTEPS,
                 noise_seed: int = 0) -> dict:
     """Per caption part and timestep: the mean paired increase of the UNet's loss when that part is
@@ -76,13 +76,12 @@ def caption_use(pipe, n: int = 64, seed: int = 9100, timesteps: tuple[int, ...] 
     import torch
 
     from alignment.painter_training import encode_prompts, uint8_to_vae_input
-    from artquant_core.synthart.dataset import synth_item
+    from scripts.bench_painter import synthart_set
 
-    items = [synth_item(seed, i, pipe.vae.config.sample_size) for i in range(n)]
-    captions = [item["caption"] for item in items]
+    images, captions = synthart_set(seed, n, pipe.vae.config.sample_size)
     variants = {"true": captions, "empty": [""] * n, **{p: [swap_part(c, p) for c in captions] for p in PARTS}}
     scheduler, unet = pipe.scheduler, pipe.unet
-    pixels = torch.from_numpy(np.stack([item["pixels"] for item in items]))
+    pixels = torch.from_numpy(images)
     generator = torch.Generator().manual_seed(noise_seed)
     result: dict = {name: {} for name in variants if name != "true"}
     with torch.no_grad():
@@ -124,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     painter = Path(args.painter)
     if not (painter / "model_index.json").is_file():
         parser.error(f"--painter {painter}: no model_index.json (not a diffusers pipeline folder)")
-    from diffusers import StableDiffusionPipeline
+    from scripts.bench_painter import load_pipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(painter, safety_checker=None)
+    pipe = load_pipeline(painter)
     result = caption_use(pipe, n=args.n, seed=args.seed)
     print(format_table(result))
     if args.out:
