@@ -45,6 +45,8 @@ class PainterStageConfig:
     checkpoint_every: int = 200
     seed: int = 0
     stop_at_step: int | None = None  # checkpoint and return early there (a run split over sessions; tests)
+    deadline: float | None = None  # a time.time(): checkpoint and return early once it has passed (a run split
+    # into calls of a limited length, e.g. a lent GPU's 10 minutes; resumes like stop_at_step)
     bf16: bool = True  # bf16 autocast (CPUs with AMX / AVX512-BF16 and GPUs run it natively)
 
 
@@ -53,6 +55,11 @@ def _cosine_lr(step: int, cfg: PainterStageConfig) -> float:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _stop_here(step: int, cfg: PainterStageConfig) -> bool:
+    """Whether the stage checkpoints and returns early after ``step``: ``stop_at_step`` or ``deadline`` reached."""
+    return step == cfg.stop_at_step or (cfg.deadline is not None and time.time() >= cfg.deadline)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -146,15 +153,16 @@ def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_di
         optimizer.step()
         step += 1
         window.append((mse.item(), l1.item()))
-        if step % 50 == 0 or step == cfg.steps:
+        stop = _stop_here(step, cfg)
+        if step % 50 == 0 or step == cfg.steps or stop:
             mse_avg = sum(m for m, _ in window) / len(window)
             log({"stage": "vae", "step": step, "mse": round(mse_avg, 5),
                  "psnr_db": round(10 * math.log10(4.0 / max(mse_avg, 1e-12)), 2),
                  "l1": round(sum(a for _, a in window) / len(window), 5), "s": round(time.time() - start, 1)})
             window = []
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == cfg.stop_at_step:
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             _save_stage(stage_dir, step, {"vae": vae}, optimizer, {"stage": "vae"})
-        if step == cfg.stop_at_step:
+        if stop:
             break
     vae.eval()
     return {"steps": step, "complete": step >= cfg.steps}
@@ -283,13 +291,14 @@ def train_unet(unet, text_encoder, tokenizer, latent_means: torch.Tensor, latent
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
         step += 1
         window = (window + [float(per_sample.detach().mean())])[-50:]
-        if step % 50 == 0 or step == cfg.steps:
+        stop = _stop_here(step, cfg)
+        if step % 50 == 0 or step == cfg.steps or stop:
             log({"stage": "unet", "step": step, loss_name: round(sum(window) / len(window), 5),
                  "lr": round(_cosine_lr(step - 1, cfg), 6), "s": round(time.time() - start, 1)})
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == cfg.stop_at_step:
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             _save_stage(stage_dir, step, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema}, optimizer,
                         {"stage": "unet", "recent_losses": window})
-        if step == cfg.stop_at_step:
+        if stop:
             break
     unet.eval()
     text_encoder.eval()

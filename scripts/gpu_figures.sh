@@ -4,6 +4,11 @@
 #   bash scripts/gpu_figures.sh prepare        # here, with PyPI: wheels the GPU image lacks, into .whl/
 #   bash scripts/gpu_figures.sh run OUT        # on the GPU machine (the repository root, .whl/ carried)
 #   bash scripts/gpu_figures.sh small OUT      # on a CPU: the same code paths at tiny sizes (tested)
+#   bash scripts/gpu_figures.sh painter OUT [MINUTES] [UNET_STEPS] [UNET_BATCH]
+#       # on the GPU machine: the painter's UNet trained for MINUTES (default 5) on the shipped VAE's latents
+#       # (UNET_STEPS sets the cosine schedule, default 40000, batch default 256), then scripts/caption_use.py
+#       # and scripts/bench_painter.py on its EMA: does a long run make the UNet read the shape words?
+#       # On a CPU with a tiny MINUTES / UNET_STEPS / UNET_BATCH it takes the same code paths (tested).
 #
 # The GPU image has torch, transformers, accelerate and peft but not diffusers, and no trl for the
 # peer row; `prepare` downloads them as Python 3.12 manylinux wheels without their dependencies
@@ -13,6 +18,14 @@ cd "$(dirname "$0")/.."
 mode="${1:-}"
 out="${2:-runs/gpu_figures}"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
+
+install_carried_wheels() {
+  if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+  fi
+  export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+}
 
 case "$mode" in
   prepare)
@@ -24,15 +37,32 @@ case "$mode" in
     ls -la .whl
     ;;
   run)
-    if compgen -G ".whl/*.whl" > /dev/null; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-      export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-    fi
-    export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+    install_carried_wheels
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
     # 560 s leaves the call's transfers inside the device's 10-minute limit; gpu_figures.json is
     # rewritten after every figure, so a cut-short run keeps what it finished
     timeout 560 python3 -m scripts.gpu_figures --out "$out" "${@:3}"
+    ;;
+  painter)
+    install_carried_wheels
+    minutes="${3:-5}"
+    steps="${4:-40000}"
+    batch="${5:-256}"
+    run="${PAINTER_RUN:-/tmp/painter_gpu}"  # checkpoints stay there (too large to come back); results go to OUT
+    mkdir -p "$out"
+    bf16=()
+    if python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then bf16=(--unet-bf16); fi
+    # the whole invocation (data, latents, UNet) stops at MINUTES with a checkpoint; the same line continues it
+    python3 -m scripts.pretrain_tiny_sd --out "$run" --n-images "${PAINTER_N_IMAGES:-16000}" \
+      --vae-from alignment/pretrained/tiny_painter/vae \
+      --noise-schedule zero-snr-v --unet-steps "$steps" --unet-batch "$batch" "${bf16[@]}" \
+      --time-limit-minutes "$minutes" 2>&1 | tee "$out/pretrain.log"
+    cp "$run/metrics.jsonl" "$out/painter_metrics.jsonl"  # the losses (a row every 50 steps and at the stop)
+    python3 -m scripts.pretrain_tiny_sd --out "$run" --preview
+    python3 -m scripts.caption_use --painter "$run/painter_preview" --n "${CAPTION_N:-64}" --out "$out/caption_use.json"
+    # shellcheck disable=SC2086  # BENCH_ARGS: extra options, word-split on purpose (the CPU test: --no-score)
+    python3 -m scripts.bench_painter --painter "$run/painter_preview" --n "${BENCH_N:-256}" --out "$out/bench" \
+      ${BENCH_ARGS:-}
     ;;
   small)
     export PYTHONPATH="$PWD:${PYTHONPATH:-}"
@@ -40,6 +70,7 @@ case "$mode" in
     ;;
   *)
     echo "usage: bash scripts/gpu_figures.sh {prepare | run OUT | small OUT} [gpu_figures.py options]" >&2
+    echo "       bash scripts/gpu_figures.sh painter OUT [MINUTES] [UNET_STEPS] [UNET_BATCH]" >&2
     exit 2
     ;;
 esac

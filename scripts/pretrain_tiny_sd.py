@@ -15,7 +15,9 @@ Stages (each resumes from its latest checkpoint after a kill; finished stages ar
 The shipped painter: ``--n-images 16000 --vae-steps 1000 --unet-steps 1500 --noise-schedule zero-snr-v
 --threads 1`` (its ``training_summary.json`` has the command and history).
 
-On a GPU the same command runs with larger settings (``--unet-batch 256 --unet-steps 40000``).
+On a GPU the same command runs with larger settings (``--unet-batch 256 --unet-steps 40000``); a machine
+lent for calls of limited length runs it in parts with ``--time-limit-minutes`` and ``--vae-from``
+(``bash scripts/gpu_figures.sh painter OUT``).
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-at-step", type=int, default=None,
                         help="checkpoint the running stage at this step and exit (continue later with the same "
                              "command: the run resumes from its checkpoints)")
+    parser.add_argument("--time-limit-minutes", type=float, default=None,
+                        help="checkpoint the running stage and exit once this invocation has run this long (a run "
+                             "split into calls of limited length; the same command continues it)")
+    parser.add_argument("--vae-from", default=None,
+                        help="start from this finished painter VAE (a diffusers AutoencoderKL folder with whitened "
+                             "latents, e.g. alignment/pretrained/tiny_painter/vae) instead of training one")
     parser.add_argument("--preview", action="store_true",
                         help="write OUT/painter_preview from the latest UNet checkpoint (EMA) and exit; safe beside "
                              "a running training")
@@ -136,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     # 2. VAE, then latent normalisation and the encoded data set
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = tiny_sd_pipeline(arch, seed=0).to(device)
+    deadline = None if args.time_limit_minutes is None else start + 60.0 * args.time_limit_minutes
     vae_cfg = pt.PainterStageConfig(steps=args.vae_steps, batch_size=args.vae_batch, learning_rate=args.vae_lr,
                                     seed=1, bf16=bf16, checkpoint_every=args.checkpoint_every,
-                                    stop_at_step=args.stop_at_step)
+                                    stop_at_step=args.stop_at_step, deadline=deadline)
     latents_file = out / "latents.safetensors"
+    if args.vae_from and not (out / "vae" / "config.json").is_file():
+        adopt_vae(Path(args.vae_from), out, pipe.vae.config, parser)
     if not (out / "vae" / "config.json").is_file():
         if not pt.train_vae(pipe.vae, images, vae_cfg, out / "vae_stage", log=log,
                             initial_posterior_std=args.vae_initial_std)["complete"]:
@@ -162,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     # 3. UNet + text encoder
     unet_cfg = pt.PainterStageConfig(steps=args.unet_steps, batch_size=args.unet_batch,
                                      learning_rate=args.unet_lr, seed=2, bf16=args.unet_bf16,
-                                     checkpoint_every=args.checkpoint_every, stop_at_step=args.stop_at_step)
+                                     checkpoint_every=args.checkpoint_every, stop_at_step=args.stop_at_step,
+                                     deadline=deadline)
     unet_result, ema = pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents["means"],
                                      latents["stds"], captions, pipe.scheduler, unet_cfg, out / "unet_stage",
                                      log=log, train_text_encoder=not args.freeze_text_encoder)
@@ -185,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m scripts.pretrain_tiny_sd " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": {"generator": "SynthArt", "seed": args.data_seed, "n_images": args.n_images,
                  "size": arch.resolution},
-        "vae": {**asdict(vae_cfg), "initial_posterior_std": args.vae_initial_std, "final_mse": last_vae.get("mse"),
-                "final_psnr_db": last_vae.get("psnr_db")},
-        "unet": {**asdict(unet_cfg), **unet_result, "text_encoder_trained": not args.freeze_text_encoder,
+        "vae": ({"from": args.vae_from} if args.vae_from else
+                {**_stage_settings(vae_cfg), "initial_posterior_std": args.vae_initial_std,
+                 "final_mse": last_vae.get("mse"), "final_psnr_db": last_vae.get("psnr_db")}),
+        "unet": {**_stage_settings(unet_cfg), **unet_result, "text_encoder_trained": not args.freeze_text_encoder,
                  "stored_dtype": "float16 (EMA weights)"},
         "architecture": {"unet_channels": arch.unet_channels, "vae_channels": arch.vae_channels,
                          "latent_size": arch.latent_size, "text_hidden": arch.text_hidden,
@@ -247,6 +260,43 @@ def run_architecture(out: Path, arch, cross_attention: str | None, noise_schedul
     write_json_atomic(saved_file, {"unet_cross_attention": list(arch.unet_cross_attention),
                                    "noise_schedule": arch.noise_schedule})
     return arch
+
+
+def _stage_settings(cfg) -> dict:
+    """A stage's settings for the summary (its deadline is a clock time, meaningless afterwards)."""
+    settings = asdict(cfg)
+    settings.pop("deadline")
+    return settings
+
+
+def adopt_vae(source: Path, out: Path, expected_config, parser: argparse.ArgumentParser) -> None:
+    """Copy a finished painter VAE into the run folder as ``OUT/vae`` (the VAE stage is then skipped).
+
+    It must be one whose latents ``normalise_latents`` whitened (``scaling_factor`` 1: the UNet learns those
+    latents as they are) and fit this run's UNet: as many latent channels and the same down-sampling.
+    """
+    from artquant_core.checkpoint import atomic_directory
+
+    config_file = source / "config.json"
+    if not config_file.is_file() or not (source / "diffusion_pytorch_model.safetensors").is_file():
+        parser.error(f"--vae-from {source}: expected a diffusers AutoencoderKL folder (config.json and "
+                     f"diffusion_pytorch_model.safetensors), e.g. alignment/pretrained/tiny_painter/vae")
+    config = json.loads(config_file.read_text())
+    if config.get("scaling_factor") != 1.0:
+        parser.error(f"--vae-from {source}: scaling_factor {config.get('scaling_factor')}, not 1.0: not a painter "
+                     f"VAE with whitened latents (this script writes those in OUT/vae)")
+
+    def downsampling(cfg) -> int:
+        return 2 ** (len(cfg["block_out_channels"]) - 1)
+
+    for key, value, wanted in (("latent_channels", config.get("latent_channels"), expected_config["latent_channels"]),
+                               ("down-sampling", downsampling(config), downsampling(expected_config))):
+        if value != wanted:
+            parser.error(f"--vae-from {source}: {key} {value}, this run's UNet expects {wanted}")
+    with atomic_directory(out / "vae") as tmp:
+        for file in ("config.json", "diffusion_pytorch_model.safetensors"):
+            shutil.copy2(source / file, tmp / file)
+    print(f"VAE from {source} (its stage skipped)")
 
 
 def load_run_vae(out: Path):

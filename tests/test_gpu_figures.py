@@ -56,3 +56,27 @@ def test_the_architectures_have_the_real_models_sizes():
     assert sum(p.numel() for p in unet.parameters()) == 859_520_964  # SD 1.5's UNet
     # Qwen2.5-VL-7B is 8.29 B with its 152k-token vocabulary; the local tokenizer's embeddings are smaller
     assert 7.1e9 < sum(p.numel() for p in scorer.model.parameters()) < 7.3e9
+
+
+def test_painter_mode_trains_to_its_time_limit_then_measures_caption_use_and_quality(tmp_path):
+    """The GPU painter experiment's one call, at tiny sizes: the UNet stops at its time limit with a checkpoint,
+    and its EMA is measured by caption_use and bench_painter into OUT (files the device tool brings back)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "PAINTER_RUN": str(tmp_path / "run"), "PAINTER_N_IMAGES": "16",
+           "CAPTION_N": "4", "BENCH_N": "4", "BENCH_ARGS": "--no-score --no-shapes"}
+    out = tmp_path / "out"
+    # 0.001 minutes: over before the first UNet step ends, so the stage stops after it; 6 steps were asked for
+    done = subprocess.run(["bash", "scripts/gpu_figures.sh", "painter", str(out), "0.001", "6", "2"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped in the UNet stage at step 1" in (out / "pretrain.log").read_text()
+    assert (tmp_path / "run" / "unet_stage" / "checkpoint-1").is_dir()
+    assert not (tmp_path / "run" / "painter").exists()
+    rows = [json.loads(line) for line in (out / "painter_metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in rows] == [("unet", 1)]
+    use = json.loads((out / "caption_use.json").read_text())
+    assert use["n"] == 4 and {"main_shape", "main_colour", "empty"} <= use["increase"].keys()
+    bench = json.loads((out / "bench" / "bench_painter.json").read_text())
+    assert bench["n"] == 4 and bench["fd"]["painter"] > 0
+    assert (out / "bench" / "bench_painter_grid.png").is_file()
+    assert len([p for p in out.rglob("*") if p.is_file()]) <= 8  # the device tool brings back at most 8 files

@@ -158,6 +158,67 @@ def test_unet_training_keeps_a_frozen_text_encoder_unchanged(tmp_path):
     assert not all(torch.equal(v, encoder_before[k]) for k, v in pipe.text_encoder.state_dict().items())
 
 
+def test_a_stage_past_its_deadline_checkpoints_logs_and_resumes(tmp_path):
+    """A run split into calls of limited length: past its deadline a stage saves, logs and returns after the step
+    it is in; the next call continues from that checkpoint to the end."""
+    import time
+
+    from alignment import painter_training as pt
+    from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline(painter_architecture(), seed=0)
+    latents = torch.randn(8, 4, 16, 16)
+    captions = [synth_item(0, i, 64)["caption"] for i in range(8)]
+    rows = []
+    late = pt.PainterStageConfig(steps=3, batch_size=2, learning_rate=1e-3, warmup_steps=1, bf16=False,
+                                 checkpoint_every=100, deadline=time.time() - 1.0)
+    result, _ = pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, torch.zeros_like(latents),
+                              captions, pipe.scheduler, late, tmp_path, log=rows.append)
+    assert result["steps"] == 1 and not result["complete"]
+    assert (tmp_path / "checkpoint-1").is_dir() and [r["step"] for r in rows] == [1]
+    on_time = pt.PainterStageConfig(steps=3, batch_size=2, learning_rate=1e-3, warmup_steps=1, bf16=False,
+                                    checkpoint_every=100, deadline=time.time() + 3600.0)
+    result, _ = pt.train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, torch.zeros_like(latents),
+                              captions, pipe.scheduler, on_time, tmp_path, log=rows.append)
+    assert result["steps"] == 3 and result["complete"] and [r["step"] for r in rows] == [1, 3]
+
+
+@needs_painter
+def test_painter_script_starts_from_a_finished_painter_vae_and_names_a_wrong_one(tmp_path, capsys):
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from scripts.pretrain_tiny_sd import main
+
+    threads = torch.get_num_threads()
+    common = ["--n-images", "8", "--unet-steps", "1", "--unet-batch", "2", "--threads", "1"]
+    try:
+        assert main(["--out", str(tmp_path / "run"), *common, "--vae-from", str(PAINTER_DIR / "vae")]) == 0
+        assert "its stage skipped" in capsys.readouterr().out
+        assert not (tmp_path / "run" / "vae_stage").exists()
+        shipped = load_file(PAINTER_DIR / "vae" / "diffusion_pytorch_model.safetensors")
+        painted = load_file(tmp_path / "run" / "painter" / "vae" / "diffusion_pytorch_model.safetensors")
+        assert shipped.keys() == painted.keys() and all(torch.equal(shipped[k], painted[k]) for k in shipped)
+        summary = json.loads((tmp_path / "run" / "painter" / "training_summary.json").read_text())
+        assert summary["vae"] == {"from": str(PAINTER_DIR / "vae")} and "deadline" not in summary["unet"]
+
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "a"), *common, "--vae-from", str(tmp_path / "nothing")])
+        assert "expected a diffusers AutoencoderKL folder" in capsys.readouterr().err
+        AutoencoderKL.from_pretrained(PAINTER_DIR / "vae").save_pretrained(tmp_path / "sd_scaled")
+        config = json.loads((tmp_path / "sd_scaled" / "config.json").read_text())
+        (tmp_path / "sd_scaled" / "config.json").write_text(json.dumps({**config, "scaling_factor": 0.18215}))
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "b"), *common, "--vae-from", str(tmp_path / "sd_scaled")])
+        assert "scaling_factor 0.18215, not 1.0" in capsys.readouterr().err
+        (tmp_path / "sd_scaled" / "config.json").write_text(json.dumps({**config, "latent_channels": 8}))
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "c"), *common, "--vae-from", str(tmp_path / "sd_scaled")])
+        assert "latent_channels 8, this run's UNet expects 4" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_painter_script_resumes_exactly_from_its_checkpoints(tmp_path):
     """A run stopped mid-VAE (step 2 of 4), then mid-UNet (5 of 6), and continued ends with the same weights as one uninterrupted run."""
     from safetensors.torch import load_file
