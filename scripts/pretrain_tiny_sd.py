@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit-minutes", type=float, default=None,
                         help="checkpoint the running stage and exit once this invocation has run this long (a run "
                              "split into calls of limited length; the same command continues it)")
+    parser.add_argument("--vae-texture-weight", type=float, default=0.0,
+                        help="weight of the VAE's texture term (alignment.painter_training.texture_loss): its "
+                             "decoder then draws SynthArt's pixel noise as grain (e.g. 3; default 0, as the shipped "
+                             "painter, whose decoder smooths the noise away)")
+    parser.add_argument("--vae-init", default=None,
+                        help="start the VAE stage from this VAE's weights (same architecture, e.g. "
+                             "alignment/pretrained/tiny_painter/vae) and train it --vae-steps more")
     parser.add_argument("--vae-from", default=None,
                         help="start from this finished painter VAE (a diffusers AutoencoderKL folder with whitened "
                              "latents, e.g. alignment/pretrained/tiny_painter/vae) instead of training one")
@@ -152,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.vae_from and not (out / "vae" / "config.json").is_file():
         adopt_vae(Path(args.vae_from), out, pipe.vae.config, parser)
     if not (out / "vae" / "config.json").is_file():
+        if args.vae_init:
+            start_vae_from(Path(args.vae_init), pipe.vae, args, parser)
         if not pt.train_vae(pipe.vae, images, vae_cfg, out / "vae_stage", log=log,
-                            initial_posterior_std=args.vae_initial_std)["complete"]:
+                            initial_posterior_std=args.vae_initial_std,
+                            texture_weight=args.vae_texture_weight)["complete"]:
             print(f"stopped in the VAE stage; run the same command again to continue ({out})")
             return 0
         means, _ = pt.encode_images(pipe.vae, images[:2048], bf16=bf16)
@@ -198,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"generator": "SynthArt", "seed": args.data_seed, "n_images": args.n_images,
                  "size": arch.resolution},
         "vae": ({"from": args.vae_from} if args.vae_from else
-                {**_stage_settings(vae_cfg), "initial_posterior_std": args.vae_initial_std,
+                {**_stage_settings(vae_cfg), "initial_posterior_std": args.vae_initial_std, "init": args.vae_init,
+                 "texture_weight": args.vae_texture_weight,
                  "final_mse": last_vae.get("mse"), "final_psnr_db": last_vae.get("psnr_db")}),
         "unet": {**_stage_settings(unet_cfg), **unet_result, "text_encoder_trained": not args.freeze_text_encoder,
                  "stored_dtype": "float16 (EMA weights)"},
@@ -297,6 +308,25 @@ def adopt_vae(source: Path, out: Path, expected_config, parser: argparse.Argumen
         for file in ("config.json", "diffusion_pytorch_model.safetensors"):
             shutil.copy2(source / file, tmp / file)
     print(f"VAE from {source} (its stage skipped)")
+
+
+def start_vae_from(source: Path, vae, args, parser: argparse.ArgumentParser) -> None:
+    """``--vae-init``: load ``source``'s weights into the run's fresh VAE before its stage (a resumed stage
+    then loads its own checkpoint over them)."""
+    from safetensors.torch import load_file
+
+    if args.vae_from or args.vae_initial_std is not None:
+        parser.error("--vae-init starts the VAE stage from trained weights: it goes with neither --vae-from "
+                     "(no VAE stage) nor --vae-initial-std (a fresh start's setting)")
+    weights_file = source / "diffusion_pytorch_model.safetensors"
+    if not weights_file.is_file():
+        parser.error(f"--vae-init {source}: no diffusion_pytorch_model.safetensors there (expected a diffusers "
+                     f"AutoencoderKL folder, e.g. alignment/pretrained/tiny_painter/vae)")
+    try:
+        vae.load_state_dict(load_file(weights_file))
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        parser.error(f"--vae-init {source}: its weights do not fit this run's VAE ({first})")
 
 
 def load_run_vae(out: Path):

@@ -114,6 +114,57 @@ def test_latent_normalisation_keeps_the_decoder_exact_and_whitens_latents():
     assert vae.config.scaling_factor == 1.0 and vae.config.shift_factor is None
 
 
+def test_texture_loss_asks_for_grain_of_the_right_strength_not_the_same_noise_nor_stripes():
+    """Independent noise of the target's strength satisfies the texture term (where pixel errors grow); a
+    smooth reconstruction, weaker noise, or vertical stripes as strong as the noise do not."""
+    import torch.nn.functional as F
+
+    from alignment.painter_training import texture_loss
+
+    gen = torch.Generator().manual_seed(0)
+    smooth = torch.linspace(-0.5, 0.5, 64).view(1, 1, 1, 64).expand(4, 3, 64, 64)
+    noisy = smooth + 0.3 * torch.randn(smooth.shape, generator=gen)
+    other_noise = smooth + 0.3 * torch.randn(smooth.shape, generator=gen)
+    too_little = smooth + 0.1 * torch.randn(smooth.shape, generator=gen)
+    columns = torch.arange(64).view(1, 1, 1, 64)
+    stripes = smooth + 0.3 * (1 - 2 * (columns % 2)).float()  # neighbours differ by 0.6 across, 0 down
+    assert texture_loss(noisy, noisy) == 0.0
+    assert texture_loss(other_noise, noisy) < 0.5 * texture_loss(too_little, noisy)
+    assert texture_loss(too_little, noisy) < texture_loss(smooth, noisy)
+    assert texture_loss(stripes, noisy) > 2 * texture_loss(other_noise, noisy)
+    # squared error prefers the smooth picture: that is why a decoder trained on it draws no noise
+    assert F.mse_loss(smooth, noisy) < 0.6 * F.mse_loss(other_noise, noisy)
+
+
+@needs_painter
+def test_painter_script_fine_tunes_a_given_vae_with_the_texture_term(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from scripts.pretrain_tiny_sd import main
+
+    threads = torch.get_num_threads()
+    common = ["--n-images", "8", "--vae-steps", "1", "--vae-batch", "2", "--vae-lr", "1e-7", "--unet-steps", "1",
+              "--unet-batch", "2", "--threads", "1", "--vae-texture-weight", "3"]
+    try:
+        assert main(["--out", str(tmp_path / "run"), *common, "--vae-init", str(PAINTER_DIR / "vae")]) == 0
+        shipped = load_file(PAINTER_DIR / "vae" / "diffusion_pytorch_model.safetensors")
+        tuned = load_file(tmp_path / "run" / "painter" / "vae" / "diffusion_pytorch_model.safetensors")
+        for name in ("encoder.conv_in.weight", "decoder.conv_out.weight"):  # one step at lr 1e-7 from the shipped VAE
+            assert torch.allclose(tuned[name], shipped[name], atol=1e-5), name
+        summary = json.loads((tmp_path / "run" / "painter" / "training_summary.json").read_text())
+        assert summary["vae"]["init"] == str(PAINTER_DIR / "vae") and summary["vae"]["texture_weight"] == 3.0
+
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "a"), *common, "--vae-init", str(PAINTER_DIR / "vae"),
+                  "--vae-initial-std", "0.02"])
+        assert "goes with neither --vae-from" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "b"), *common, "--vae-init", str(tmp_path / "nothing")])
+        assert "no diffusion_pytorch_model.safetensors there" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_vae_initial_posterior_std_is_set_on_a_fresh_start_only(tmp_path):
     from alignment import painter_training as pt
     from alignment.tiny_sd import painter_architecture, tiny_sd_pipeline
