@@ -20,7 +20,8 @@ For each set: the Fréchet distance of its :func:`image_features` to the referen
 FD / FD(floor) (1 = indistinguishable from SynthArt by these features), the shipped scorer's mean
 score, the main-shape accuracy (does the painting show the shape its caption names? a small CNN trained
 on SynthArt of another seed tells, :mod:`scripts.shape_classifier`; SynthArt's own rows are its ceiling,
-0.25 is chance), and the per-channel contrast (mean over images of each channel's pixel std). Writes
+0.25 is chance), the per-channel contrast (mean over images of each channel's pixel std) and the grain
+(:func:`grain`: pixel noise; its spread over a set is SynthArt's variety of noise). Writes
 ``bench_painter.json`` and ``bench_painter_grid.png`` (painter sample beside the SynthArt painting
 of the same caption, with the caption) into ``--out`` and prints a table.
 """
@@ -130,6 +131,24 @@ def fd_breakdown(features: np.ndarray, reference_features: np.ndarray) -> dict:
     return {"mean_term": mean_term, "covariance_term": max(0.0, total - mean_term),
             "groups": {name: frechet_distance(features[:, cols], reference_features[:, cols])
                        for name, cols in FEATURE_GROUPS.items()}}
+
+
+def grain(images) -> np.ndarray:
+    """``(N,)`` each image's grain: the root mean square of what a 3x3 box blur removes, averaged over the
+    channels ([0, 1] scale). SynthArt's pixel noise dominates it (edges add a little); a decoder that smooths
+    the noise away gives low values for every image, one that draws it spreads them as SynthArt does."""
+    x = _as_unit_nhwc(images)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = x.shape[1:3]
+    blurred = sum(padded[:, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    return np.sqrt(((x - blurred) ** 2).mean(axis=(1, 2))).mean(axis=1)
+
+
+def grain_summary(images) -> dict[str, float]:
+    """Mean and 10th / 90th percentiles of :func:`grain` over a set (the spread is the variety of noise)."""
+    values = grain(images)
+    return {"mean": float(values.mean()), "p10": float(np.percentile(values, 10)),
+            "p90": float(np.percentile(values, 90))}
 
 
 def contrast(images) -> list[float]:
@@ -332,6 +351,7 @@ def run_bench(painter: str | Path, n: int = 256, seed: int = 5000, steps: int = 
         "shape_accuracy_detail": shape_result,
         "contrast_rgb": {k: contrast(v) for k, v in sets.items()},
         "contrast_mean": {k: float(np.mean(contrast(v))) for k, v in sets.items()},
+        "grain": {k: grain_summary(v) for k, v in sets.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "device": device, "torch_threads": torch_threads,
     }
@@ -396,7 +416,7 @@ def format_table(result: dict) -> str:
     lines = [f"painter {result['painter']}  n={result['n']} seed={result['seed']} floor_seed={result['floor_seed']} "
              f"steps={result['steps']} guidance={result['guidance']}",
              f"{'set':<19} {'FD vs ref':>10} {'/ floor':>8} {'scorer':>8} {'shape acc':>9} "
-             f"{'contrast r,g,b (mean)':>30}"]
+             f"{'contrast r,g,b (mean)':>30} {'grain p10/mean/p90':>20}"]
     shape_acc = result.get("shape_accuracy") or {}
     for name in SET_NAMES:
         fd_s = "-" if name == "reference" else f"{fd[name]:.4f}"
@@ -405,7 +425,9 @@ def format_table(result: dict) -> str:
         c = result["contrast_rgb"][name]
         contrast_s = f"{c[0]:.3f},{c[1]:.3f},{c[2]:.3f} ({result['contrast_mean'][name]:.3f})"
         shape_s = f"{shape_acc[name]:.3f}" if name in shape_acc else "-"
-        lines.append(f"{name:<19} {fd_s:>10} {ratio_s:>8} {score_s:>8} {shape_s:>9} {contrast_s:>30}")
+        g = (result.get("grain") or {}).get(name)
+        grain_s = f"{g['p10']:.3f}/{g['mean']:.3f}/{g['p90']:.3f}" if g else "-"
+        lines.append(f"{name:<19} {fd_s:>10} {ratio_s:>8} {score_s:>8} {shape_s:>9} {contrast_s:>30} {grain_s:>20}")
     breakdown = result.get("fd_breakdown")
     if breakdown:
         lines.append(f"where the distance comes from:\n{'set':<19} {'mean term':>10} {'cov term':>10} "

@@ -62,6 +62,20 @@ def test_breakdown_separates_a_colour_bias_from_missing_texture():
     assert parts["covariance_term"] > parts["mean_term"]
 
 
+def test_grain_follows_synthart_pixel_noise_and_its_variety():
+    from artquant_core.synthart.dataset import synth_item
+    from scripts.bench_painter import grain, grain_summary
+
+    clean = np.stack([synth_item(4100, i, 64, {"clean": 1.0})["pixels"] for i in range(6)])
+    noisy = np.stack([synth_item(4100, i, 64, {"clean": 0.0})["pixels"] for i in range(6)])
+    assert grain(clean).max() < 0.05 < 0.1 < grain(noisy).min()  # MAX_NOISE 0.16: rms residual ~0.15
+    assert np.all(grain(noisy) > grain(clean))
+    flat = np.full((4, 64, 64, 3), 128, dtype=np.uint8)
+    assert grain(flat).tolist() == [0.0] * 4
+    mixed = grain_summary(np.concatenate([clean, noisy]))
+    assert mixed["p10"] < 0.05 and mixed["p90"] > 0.1 and mixed["p10"] <= mixed["mean"] <= mixed["p90"]
+
+
 def test_frechet_distance_singular_covariances():
     """n < d (as in a 16-image run with 54 features): finite, non-negative, ~0 against itself."""
     rng = np.random.default_rng(3)
@@ -93,6 +107,8 @@ def test_bench_runs_and_writes_outputs(tmp_path, monkeypatch):
     assert set(result["fd"]) == {"floor", "vae_reconstruction", "painter", "random_init"}
     assert set(result["contrast_rgb"]) == {"reference", "floor", "vae_reconstruction", "painter", "random_init"}
     assert all(len(v) == 3 for v in result["contrast_rgb"].values())
+    assert set(result["grain"]) == set(result["contrast_rgb"])
+    assert all(0 <= g["p10"] <= g["mean"] <= g["p90"] for g in result["grain"].values())
     if result["scorer_mean"] is not None:
         assert set(result["scorer_mean"]) == {"reference", "floor", "vae_reconstruction", "painter", "random_init"}
         assert all(np.isfinite(v) for v in result["scorer_mean"].values())
