@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     parser.add_argument("--ship", action="store_true", help="copy the painter into the package")
     args = parser.parse_args(argv)
+    if args.vae_init and (args.vae_from or args.vae_initial_std is not None):
+        parser.error("--vae-init starts the VAE stage from trained weights: it goes with neither --vae-from "
+                     "(no VAE stage) nor --vae-initial-std (a fresh start's setting)")
 
     import torch
 
@@ -315,9 +318,6 @@ def start_vae_from(source: Path, vae, args, parser: argparse.ArgumentParser) -> 
     then loads its own checkpoint over them)."""
     from safetensors.torch import load_file
 
-    if args.vae_from or args.vae_initial_std is not None:
-        parser.error("--vae-init starts the VAE stage from trained weights: it goes with neither --vae-from "
-                     "(no VAE stage) nor --vae-initial-std (a fresh start's setting)")
     weights_file = source / "diffusion_pytorch_model.safetensors"
     if not weights_file.is_file():
         parser.error(f"--vae-init {source}: no diffusion_pytorch_model.safetensors there (expected a diffusers "

@@ -159,6 +159,10 @@ def test_painter_script_fine_tunes_a_given_vae_with_the_texture_term(tmp_path, c
                   "--vae-initial-std", "0.02"])
         assert "goes with neither --vae-from" in capsys.readouterr().err
         with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "a"), *common, "--vae-init", str(PAINTER_DIR / "vae"),
+                  "--vae-from", str(PAINTER_DIR / "vae")])
+        assert "goes with neither --vae-from" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "b"), *common, "--vae-init", str(tmp_path / "nothing")])
         assert "no diffusion_pytorch_model.safetensors there" in capsys.readouterr().err
     finally:
