@@ -133,15 +133,13 @@ def texture_loss(pred: torch.Tensor, target: torch.Tensor, patch: int = 4) -> to
     encoder passes that strength on in the latents. Matching one overall strength is not enough: a decoder
     meets it with vertical stripes (measured); six directions and two distances leave grain.
     """
-    loss = pred.new_zeros(())
-    for a, b in zip(_texture_differences(pred), _texture_differences(target)):
-        h, w = a.shape[-2] // patch * patch, a.shape[-1] // patch * patch
+    h, w = (pred.shape[-2] - 2) // patch * patch, (pred.shape[-1] - 2) // patch * patch  # whole blocks only
 
-        def strength(d: torch.Tensor) -> torch.Tensor:
-            return F.avg_pool2d(d[..., :h, :w].pow(2), patch).add(1e-6).sqrt()
+    def strength(difference: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(difference[..., :h, :w].pow(2), patch).add(1e-6).sqrt()
 
-        loss = loss + F.l1_loss(strength(a), strength(b))
-    return loss / 6
+    pairs = zip(_texture_differences(pred), _texture_differences(target))
+    return sum(F.l1_loss(strength(a), strength(b)) for a, b in pairs) / 6
 
 
 def train_vae(vae, images_uint8: torch.Tensor, cfg: PainterStageConfig, stage_dir: Path,

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         adopt_vae(Path(args.vae_from), out, pipe.vae.config, parser)
     if not (out / "vae" / "config.json").is_file():
         if args.vae_init:
-            start_vae_from(Path(args.vae_init), pipe.vae, args, parser)
+            start_vae_from(Path(args.vae_init), pipe.vae, parser)
         if not pt.train_vae(pipe.vae, images, vae_cfg, out / "vae_stage", log=log,
                             initial_posterior_std=args.vae_initial_std,
                             texture_weight=args.vae_texture_weight)["complete"]:
@@ -313,7 +313,7 @@ def adopt_vae(source: Path, out: Path, expected_config, parser: argparse.Argumen
     print(f"VAE from {source} (its stage skipped)")
 
 
-def start_vae_from(source: Path, vae, args, parser: argparse.ArgumentParser) -> None:
+def start_vae_from(source: Path, vae, parser: argparse.ArgumentParser) -> None:
     """``--vae-init``: load ``source``'s weights into the run's fresh VAE before its stage (a resumed stage
     then loads its own checkpoint over them)."""
     from safetensors.torch import load_file
