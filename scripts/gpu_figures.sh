@@ -44,7 +44,9 @@ case "$mode" in
     timeout 560 python3 -m scripts.gpu_figures --out "$out" "${@:3}"
     ;;
   painter)
-    install_carried_wheels
+    # the carried wheels are the GPU image's missing diffusers (Python 3.12); where diffusers imports (this
+    # toolkit's own environment, e.g. the CPU test after `prepare`) they are neither needed nor installable
+    if python3 -c "import diffusers" 2>/dev/null; then export PYTHONPATH="$PWD:${PYTHONPATH:-}"; else install_carried_wheels; fi
     minutes="${3:-5}"
     steps="${4:-40000}"
     batch="${5:-256}"
