@@ -12,8 +12,10 @@ Stages (each resumes from its latest checkpoint after a kill; finished stages ar
 
     python -m scripts.pretrain_tiny_sd --out runs/painter [--vae-steps 2000 --unet-steps 6000] [--ship]
 
-The shipped painter: ``--n-images 16000 --vae-steps 1000 --unet-steps 1500 --noise-schedule zero-snr-v
---threads 1`` (its ``training_summary.json`` has the command and history).
+The shipped painter: a run of ``--n-images 16000 --vae-steps 1000 --unet-steps 1500 --noise-schedule zero-snr-v``
+(the painter shipped until 2026-12-07), whose VAE a second run fine-tuned with the texture term and trained a
+fresh UNet on: ``--vae-init FIRST_RUN/vae --vae-steps 400 --vae-lr 1e-3 --vae-texture-weight 3 --unet-steps 1500
+--noise-schedule zero-snr-v`` (its ``training_summary.json`` has the command and history).
 
 On a GPU the same command runs with larger settings (``--unet-batch 256 --unet-steps 40000``); a machine
 lent for calls of limited length runs it in parts with ``--time-limit-minutes`` and ``--vae-from``
