@@ -46,7 +46,9 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     """Cosines between DDPO's score-function gradient and the pathwise reward gradient (LoRA at its start).
 
     Returns ``pathwise_halves``, ``ddpo_halves``, ``ddpo_vs_pathwise`` (all ``n``), ``ddpo_vs_pathwise_cross``
-    (each estimator's half against the other's other half: no shared samples), ``reward_mean``, ``reward_std``.
+    (each estimator's half against the other's other half: no shared samples), ``reward_mean``, ``reward_std``,
+    and by DDPO step (``timesteps``): ``per_step_vs_pathwise`` (that step's score-function gradient against the
+    whole pathwise one), ``per_step_vs_pathwise_cross`` (halves crossed) and ``per_step_norm_share``.
     ``per_prompt``: DDPO's advantages normalised within each prompt's samples (per-prompt stat tracking;
     GRPO's group-relative advantages) instead of over the whole batch. ``skip_last_steps``: DDPO's estimate
     leaves out the last N steps, as ``DDPOConfig.train_skip_last_steps`` does.
@@ -88,21 +90,29 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
             idx = torch.tensor([i for i, k in enumerate(keys) if k == key])
             group = all_rewards[idx]
             advantages[idx] = (group - group.mean()) / (group.std() + 1e-8) if len(idx) > 1 else 0.0
-    score_function = []
-    for k, (embeds, path) in enumerate(batches):
-        log_prob = 0
-        for i, t in enumerate(s.scheduler.timesteps[:num_steps - skip_last_steps]):
-            eps = checkpoint(trainer.noise_prediction, s.unet, path[i], t, embeds, use_reentrant=False)
-            log_prob = log_prob + ddim_step_with_logprob(s.scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
-        adv = advantages[k * batch_size:(k + 1) * batch_size]
-        score_function.append(_flat_grad((adv * log_prob).sum(), params))
+    # per step i, the summed score-function gradient of each half: [half][i]. Each step's log-probability
+    # depends on its own (checkpointed) UNet call only, so one backward per step costs what one backward of
+    # their sum would.
     half = len(batches) // 2
+    trained = len(s.scheduler.timesteps[:num_steps - skip_last_steps])
+    per_step = [[torch.zeros(sum(p.numel() for p in params)) for _ in range(trained)] for _ in range(2)]
+    for k, (embeds, path) in enumerate(batches):
+        adv = advantages[k * batch_size:(k + 1) * batch_size]
+        for i, t in enumerate(s.scheduler.timesteps[:trained]):
+            eps = checkpoint(trainer.noise_prediction, s.unet, path[i], t, embeds, use_reentrant=False)
+            log_prob = ddim_step_with_logprob(s.scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
+            per_step[int(k >= half)][i] += _flat_grad((adv * log_prob).sum(), params)
     pw_a, pw_b = sum(pathwise[:half]), sum(pathwise[half:])
-    sf_a, sf_b = sum(score_function[:half]), sum(score_function[half:])
+    sf_a, sf_b = sum(per_step[0]), sum(per_step[1])
+    total_norm = sum(float((a + b).norm()) for a, b in zip(*per_step))
     return {"n": n, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
             "pathwise_halves": _cosine(pw_a, pw_b), "ddpo_halves": _cosine(sf_a, sf_b),
             "ddpo_vs_pathwise": _cosine(sf_a + sf_b, pw_a + pw_b),
-            "ddpo_vs_pathwise_cross": (_cosine(sf_a, pw_b) + _cosine(sf_b, pw_a)) / 2}
+            "ddpo_vs_pathwise_cross": (_cosine(sf_a, pw_b) + _cosine(sf_b, pw_a)) / 2,
+            "timesteps": [int(t) for t in s.scheduler.timesteps[:trained]],
+            "per_step_vs_pathwise": [_cosine(a + b, pw_a + pw_b) for a, b in zip(*per_step)],
+            "per_step_vs_pathwise_cross": [(_cosine(a, pw_b) + _cosine(b, pw_a)) / 2 for a, b in zip(*per_step)],
+            "per_step_norm_share": [float((a + b).norm()) / total_norm for a, b in zip(*per_step)]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cosine, DDPO estimate half A vs half B:         {result['ddpo_halves']:+.3f}")
     print(f"  cosine, DDPO vs pathwise (all n):               {result['ddpo_vs_pathwise']:+.3f}")
     print(f"  cosine, DDPO vs pathwise (other half, no shared samples): {result['ddpo_vs_pathwise_cross']:+.3f}")
+    print("  by DDPO step (timestep: cosine with pathwise, all n / other half; share of the summed step norms):")
+    for t, c, x, share in zip(result["timesteps"], result["per_step_vs_pathwise"],
+                              result["per_step_vs_pathwise_cross"], result["per_step_norm_share"]):
+        print(f"    t = {t:4d}: {c:+.3f} / {x:+.3f}; {share:.2f}")
     if args.out:
         path = Path(args.out) / "gradient_agreement.json"
         path.parent.mkdir(parents=True, exist_ok=True)

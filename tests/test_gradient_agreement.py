@@ -38,11 +38,18 @@ def test_skipping_the_last_steps_changes_only_the_ddpo_estimate(tmp_path):
     assert first_two["pathwise_halves"] == pytest.approx(every["pathwise_halves"], abs=1e-6)
     assert first_two["reward_mean"] == pytest.approx(every["reward_mean"], abs=1e-6)
     assert abs(first_two["ddpo_halves"] - every["ddpo_halves"]) > 1e-3
+    # by step: the two trained steps' own estimates are the full run's first two, and the last is left out
+    assert every["timesteps"][:2] == first_two["timesteps"] and len(every["timesteps"]) == 3
+    assert first_two["per_step_vs_pathwise"] == pytest.approx(every["per_step_vs_pathwise"][:2], abs=1e-5)
+    assert first_two["per_step_vs_pathwise_cross"] == pytest.approx(every["per_step_vs_pathwise_cross"][:2], abs=1e-5)
+    for result in (every, first_two):
+        assert sum(result["per_step_norm_share"]) == pytest.approx(1.0, abs=1e-6)
+        assert all(-1 <= c <= 1 for c in result["per_step_vs_pathwise"])
 
 
 def test_command_line_writes_json(tmp_path, capsys):
     assert main(["--reward", "brightness", "--n", "16", "--num_steps", "2", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "DDPO vs pathwise" in printed
+    assert "DDPO vs pathwise" in printed and "by DDPO step" in printed and printed.count("    t = ") == 2
     saved = json.loads((tmp_path / "gradient_agreement.json").read_text())
     assert saved["reward"] == "brightness" and saved["n"] == 16 and -1 <= saved["ddpo_vs_pathwise"] <= 1
