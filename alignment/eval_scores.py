@@ -126,11 +126,23 @@ def held_out_changes(output_dir: str | Path, epoch: int, trained: str, watched: 
 
 
 def hacking_note(rows: Sequence[dict]) -> str:
-    """A second title line ``REWARD HACKING from epoch N: ...`` for a curve, or '' when no row flagged it."""
-    flagged = [r for r in rows if r.get("reward_hacking")]
+    """A second title line for a curve, or '' when no evaluation flagged reward hacking.
+
+    ``REWARD HACKING from epoch N`` when every evaluation from N on is flagged; otherwise the flagged
+    epochs and, if the last evaluation is not among them, that it is clear there (a flag that came and went).
+    """
+    evaluated = [r for r in rows if "reward_hacking" in r]
+    flagged = [r.get("epoch") for r in evaluated if r["reward_hacking"]]
     if not flagged:
         return ""
-    return f"\nREWARD HACKING from epoch {flagged[0].get('epoch')} (reward up, a hacking watch down)"
+    first = next(i for i, r in enumerate(evaluated) if r["reward_hacking"])
+    if all(r["reward_hacking"] for r in evaluated[first:]):
+        when = f"from epoch {flagged[0]}"
+    else:
+        when = f"at epoch{'s' if len(flagged) > 1 else ''} {', '.join(str(e) for e in flagged)}"
+        if not evaluated[-1]["reward_hacking"]:
+            when += f", clear at {evaluated[-1].get('epoch')}"
+    return f"\nREWARD HACKING {when} (reward up, a hacking watch down)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,7 +70,13 @@ def test_held_out_changes_flag_reward_hacking_only_when_the_judge_falls(tmp_path
     save_eval_scores(tmp_path, 10, prompts, {"artquant": rise, "judge": fall, "brightness": base})
     hacked = held_out_changes(tmp_path, 10, "artquant", ["judge", "brightness"])
     assert hacked["reward_hacking"] == 1.0 and hacked["eval_judge_change"] < 0
-    assert "epoch 10" in hacking_note([{"epoch": 5, "reward_hacking": 0.0}, {"epoch": 10, **hacked}])
+    assert "from epoch 10 " in hacking_note([{"epoch": 5, "reward_hacking": 0.0}, {"epoch": 10, **hacked}])
+    # a flag that came and went is named as such, not as lasting from its first epoch
+    came_and_went = [{"epoch": 4, "reward_hacking": 0.0}, {"epoch": 8, **hacked}, {"epoch": 12, "reward_hacking": 0.0}]
+    assert "at epoch 8, clear at 12 (" in hacking_note(came_and_went)
+    assert "at epochs 8, 16 (" in hacking_note(came_and_went + [{"epoch": 16, **hacked}])
+    # rows without an evaluation (training rows) do not break a run of flags
+    assert "from epoch 8 " in hacking_note([{"epoch": 8, **hacked}, {"epoch": 9, "loss": 0.1}, {"epoch": 12, **hacked}])
     assert hacking_note([{"epoch": 5, **honest}]) == ""
     # without a judge among the watched rewards there is no verdict at all
     assert "reward_hacking" not in held_out_changes(tmp_path, 10, "artquant", ["brightness"])
