@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from alignment.lr_schedule import warmup_cosine_rate
 from artquant_core.checkpoint import (atomic_directory, latest_checkpoint, load_torch_state, prune_checkpoints,
                                       save_torch_state)
 
@@ -51,10 +52,7 @@ class PainterStageConfig:
 
 
 def _cosine_lr(step: int, cfg: PainterStageConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine_rate(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps)
 
 
 def _stop_here(step: int, cfg: PainterStageConfig) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from alignment.eval_scores import hacking_note, held_out_changes, save_eval_scores
+from alignment.lr_schedule import linear_warmup_factor
 from alignment.model_families import family_for
 from alignment.pipeline import import_model_libraries, resolve_pretrained
 from alignment.prompts import load_prompts
@@ -189,9 +190,7 @@ class AlignmentSetup:
         updates already applied. n is read from the optimizer's own state, which checkpoints save, so a resumed
         run continues the warm-up where it stopped. Returns the rate set."""
         cfg = self.config
-        rate = cfg.learning_rate
-        if cfg.lr_warmup_steps > 0:
-            rate *= min(1.0, (optimizer_updates_done(self.optimizer) + 1) / cfg.lr_warmup_steps)
+        rate = cfg.learning_rate * linear_warmup_factor(optimizer_updates_done(self.optimizer), cfg.lr_warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         return rate

@@ -36,3 +36,16 @@ def test_warmup_rises_linearly_and_resumes_where_it_stopped(tmp_path):
                                     eval_prompts=[], learning_rate=1e-3), reward=Brightness())
     plain.train()
     assert plain.setup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_schedule_values():
+    from alignment.lr_schedule import linear_warmup_factor, warmup_cosine_rate
+
+    assert [linear_warmup_factor(n, 4) for n in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert linear_warmup_factor(0, 0) == 1.0
+    # the painter's stages: warm-up 2 of 10 steps to 1e-3, then a half cosine to 5% of it, held after
+    rates = [warmup_cosine_rate(step, 1e-3, 2, 10) for step in range(12)]
+    assert rates[:3] == pytest.approx([5e-4, 1e-3, 1e-3])
+    assert rates[6] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half-way down the cosine
+    assert rates[10] == rates[11] == pytest.approx(5e-5)
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
