@@ -95,7 +95,8 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     # their sum would.
     half = len(batches) // 2
     trained = len(s.scheduler.timesteps[:num_steps - skip_last_steps])
-    per_step = [[torch.zeros(sum(p.numel() for p in params)) for _ in range(trained)] for _ in range(2)]
+    size, device = sum(p.numel() for p in params), params[0].device
+    per_step = [[torch.zeros(size, device=device) for _ in range(trained)] for _ in range(2)]
     for k, (embeds, path) in enumerate(batches):
         adv = advantages[k * batch_size:(k + 1) * batch_size]
         for i, t in enumerate(s.scheduler.timesteps[:trained]):
