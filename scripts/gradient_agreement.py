@@ -94,26 +94,27 @@ def gradient_agreement(reward_spec: str, pretrained_model: str = "tiny", n: int 
     # depends on its own (checkpointed) UNet call only, so one backward per step costs what one backward of
     # their sum would.
     half = len(batches) // 2
-    trained = len(s.scheduler.timesteps[:num_steps - skip_last_steps])
+    trained_timesteps = s.scheduler.timesteps[:num_steps - skip_last_steps]
     size, device = sum(p.numel() for p in params), params[0].device
-    per_step = [[torch.zeros(size, device=device) for _ in range(trained)] for _ in range(2)]
+    per_step = [[torch.zeros(size, device=device) for _ in trained_timesteps] for _ in range(2)]
     for k, (embeds, path) in enumerate(batches):
         adv = advantages[k * batch_size:(k + 1) * batch_size]
-        for i, t in enumerate(s.scheduler.timesteps[:trained]):
+        for i, t in enumerate(trained_timesteps):
             eps = checkpoint(trainer.noise_prediction, s.unet, path[i], t, embeds, use_reentrant=False)
             log_prob = ddim_step_with_logprob(s.scheduler, eps, t, path[i], eta, prev_sample=path[i + 1])[1]
             per_step[int(k >= half)][i] += _flat_grad((adv * log_prob).sum(), params)
     pw_a, pw_b = sum(pathwise[:half]), sum(pathwise[half:])
     sf_a, sf_b = sum(per_step[0]), sum(per_step[1])
-    total_norm = sum(float((a + b).norm()) for a, b in zip(*per_step))
+    pathwise_all = pw_a + pw_b
+    step_norms = [float((a + b).norm()) for a, b in zip(*per_step)]
     return {"n": n, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
             "pathwise_halves": _cosine(pw_a, pw_b), "ddpo_halves": _cosine(sf_a, sf_b),
-            "ddpo_vs_pathwise": _cosine(sf_a + sf_b, pw_a + pw_b),
+            "ddpo_vs_pathwise": _cosine(sf_a + sf_b, pathwise_all),
             "ddpo_vs_pathwise_cross": (_cosine(sf_a, pw_b) + _cosine(sf_b, pw_a)) / 2,
-            "timesteps": [int(t) for t in s.scheduler.timesteps[:trained]],
-            "per_step_vs_pathwise": [_cosine(a + b, pw_a + pw_b) for a, b in zip(*per_step)],
+            "timesteps": [int(t) for t in trained_timesteps],
+            "per_step_vs_pathwise": [_cosine(a + b, pathwise_all) for a, b in zip(*per_step)],
             "per_step_vs_pathwise_cross": [(_cosine(a, pw_b) + _cosine(b, pw_a)) / 2 for a, b in zip(*per_step)],
-            "per_step_norm_share": [float((a + b).norm()) / total_norm for a, b in zip(*per_step)]}
+            "per_step_norm_share": [norm / sum(step_norms) for norm in step_norms]}
 
 
 def main(argv: list[str] | None = None) -> int:
